@@ -1,0 +1,42 @@
+"""Progress events: what stage a job is in and how far along it is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Share of the whole job each stage takes, for an overall percentage.
+STAGE_WEIGHTS: dict[str, tuple[float, float]] = {
+    "validate": (0.00, 0.01),
+    "fetch": (0.01, 0.05),
+    "prepare": (0.05, 0.08),
+    "load": (0.08, 0.12),
+    "generate": (0.12, 0.95),
+    "output": (0.95, 1.00),
+}
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One progress report. ``fraction`` is within the stage; ``overall`` is for the whole job."""
+
+    job_id: str
+    stage: str
+    fraction: float
+    message: str = ""
+
+    @property
+    def overall(self) -> float:
+        lo, hi = STAGE_WEIGHTS.get(self.stage, (0.0, 1.0))
+        return lo + (hi - lo) * min(max(self.fraction, 0.0), 1.0)
+
+    @property
+    def percent(self) -> int:
+        return int(round(self.overall * 100))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"stage": self.stage, "fraction": round(self.fraction, 4), "percent": self.percent,
+                "message": self.message}
+
+
+ProgressCallback = Callable[[ProgressEvent], None]

@@ -1,0 +1,101 @@
+"""Configuration from ``TALKGEN_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+EXAMPLES_DIR = PACKAGE_DIR.parent / "examples"
+RUNPOD_VOLUME = Path("/runpod-volume")
+
+
+def _default_path_roots() -> list[Path]:
+    roots = [EXAMPLES_DIR, Path.cwd()]
+    if RUNPOD_VOLUME.is_dir():
+        roots.append(RUNPOD_VOLUME)
+    return roots
+
+
+def _default_output_roots() -> list[Path]:
+    return [RUNPOD_VOLUME] if RUNPOD_VOLUME.is_dir() else []
+
+
+MB = 1_000_000
+
+
+class Settings(BaseSettings):
+    """Every knob an operator sets; requests cannot change these."""
+
+    model_config = SettingsConfigDict(env_prefix="TALKGEN_", extra="ignore")
+
+    # engines
+    engine: str = Field("native", description="Engine used when a request names none.")
+
+    # sources
+    allowed_path_roots: list[Path] = Field(
+        default_factory=_default_path_roots,
+        description="Directories `*_path` inputs may read from (JSON list).",
+    )
+    allow_private_urls: bool = Field(
+        False, description="Allow URL inputs that resolve to private, loopback or link-local addresses."
+    )
+    max_download_mb: float = Field(2000, gt=0, description="Largest URL or storage download, in MB.")
+    max_base64_mb: float = Field(200, gt=0, description="Largest decoded base64 input, in MB.")
+    url_connect_timeout_s: float = Field(10, gt=0)
+    url_read_timeout_s: float = Field(60, gt=0)
+    url_retries: int = Field(3, ge=0, le=10, description="Retries on 5xx, 429 and timeouts.")
+    url_max_redirects: int = Field(5, ge=0, le=20)
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Extra fsspec options per protocol, JSON: {"s3": {"endpoint_url": ...}}.',
+    )
+
+    # media
+    max_image_pixels: int = Field(50_000_000, gt=0, description="Refuse larger images (decompression bombs).")
+    max_duration_s: float = Field(3600, gt=0, description="Longest audio a job may produce video for.")
+    fps: int = Field(25, description="Output frame rate (InfiniteTalk works at 25 fps).")
+
+    # outputs
+    inline_output_limit_mb: float = Field(
+        14, gt=0, description="Largest video returned inline as base64; RunPod rejects results near 20 MB."
+    )
+    output_url: str | None = Field(
+        None, description="fsspec URL prefix for videos too large to inline (e.g. s3://bucket/talkgen/)."
+    )
+    output_roots: list[Path] = Field(
+        default_factory=_default_output_roots,
+        description="Local directories a request's output_url may write into.",
+    )
+    volume_dir: Path = Field(RUNPOD_VOLUME, description="Where `network_volume: true` writes the video.")
+    presign_expiry_s: int = Field(7 * 24 * 3600, gt=0, le=7 * 24 * 3600)
+
+    # jobs
+    work_dir: Path | None = Field(None, description="Parent of per-job work directories (default: temp dir).")
+
+    @field_validator("allowed_path_roots", "output_roots", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [p for p in value.split(os.pathsep) if p]
+        return value
+
+    @property
+    def max_download_bytes(self) -> int:
+        return int(self.max_download_mb * MB)
+
+    @property
+    def max_base64_bytes(self) -> int:
+        return int(self.max_base64_mb * MB)
+
+    @property
+    def inline_output_limit_bytes(self) -> int:
+        return int(self.inline_output_limit_mb * MB)
+
+    def storage_options_for(self, protocol: str) -> dict[str, Any]:
+        """fsspec options configured for one protocol (an empty dict when none)."""
+        return dict(self.storage_options.get(protocol, {}))

@@ -1,0 +1,108 @@
+"""Small real media files made on the fly for tests (PyAV, Pillow, stdlib wave)."""
+
+from __future__ import annotations
+
+import wave
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+
+def tone(seconds: float, rate: int = 16000, freq: float = 220.0, amp: float = 0.3,
+         envelope_hz: float = 0.0) -> np.ndarray:
+    """A sine tone as float32 mono samples; ``envelope_hz`` > 0 modulates its loudness (speech-like)."""
+    t = np.arange(int(round(seconds * rate))) / rate
+    y = amp * np.sin(2 * np.pi * freq * t)
+    if envelope_hz:
+        y *= 0.5 * (1 + np.sin(2 * np.pi * envelope_hz * t))
+    return y.astype(np.float32)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000, channels: int = 1) -> Path:
+    """16-bit PCM WAV; ``samples`` is float32 mono in [-1, 1] (duplicated for stereo)."""
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    if channels > 1:
+        pcm = np.repeat(pcm[:, None], channels, axis=1).reshape(-1)
+    with wave.open(str(path), "wb") as wf:
+        wf.setnchannels(channels)
+        wf.setsampwidth(2)
+        wf.setframerate(rate)
+        wf.writeframes(pcm.tobytes())
+    return path
+
+
+def make_wav(path: Path, seconds: float = 2.0, rate: int = 16000, freq: float = 220.0, **kw) -> Path:
+    return write_wav(path, tone(seconds, rate, freq, envelope_hz=kw.pop("envelope_hz", 3.0)), rate, **kw)
+
+
+def make_audio(path: Path, seconds: float = 2.0, codec: str = "libmp3lame", rate: int = 44100,
+               container: str | None = None, freq: float = 330.0) -> Path:
+    """Encode a tone with PyAV: mp3 (libmp3lame), m4a (aac), flac, ogg (libopus, 48 kHz)."""
+    samples = tone(seconds, rate, freq, envelope_hz=3.0)
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        fmt = stream.codec_context.codec.audio_formats[0].name if stream.codec_context.codec.audio_formats else "s16"
+        for start in range(0, len(samples), 1024):
+            chunk = samples[start:start + 1024]
+            frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+            frame.sample_rate = rate
+            frame.pts = start
+            frame.time_base = Fraction(1, rate)
+            for packet in stream.encode(_convert(frame, fmt, rate)):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def _convert(frame: av.AudioFrame, fmt: str, rate: int) -> list[av.AudioFrame] | av.AudioFrame:
+    return frame if fmt == "flt" else av.AudioResampler(format=fmt, layout="mono", rate=rate).resample(frame)[0]
+
+
+def make_image(path: Path, width: int = 96, height: int = 64, fmt: str | None = None,
+               color: tuple[int, int, int] = (180, 120, 90)) -> Path:
+    """A portrait-like test image: a coloured background with a lighter ellipse (the 'face')."""
+    img = Image.new("RGB", (width, height), color)
+    arr = np.asarray(img).copy()
+    yy, xx = np.mgrid[0:height, 0:width]
+    face = ((xx - width / 2) / (width / 4)) ** 2 + ((yy - height / 2) / (height / 3)) ** 2 <= 1
+    arr[face] = (230, 200, 170)
+    Image.fromarray(arr).save(path, format=fmt)
+    return path
+
+
+def make_video(path: Path, seconds: float = 2.0, fps: int = 30, width: int = 96, height: int = 64,
+               audio_seconds: float | None = None, audio_rate: int = 44100) -> Path:
+    """An H.264 mp4 whose frames encode their index (a moving bar), optionally with an AAC tone."""
+    n = int(round(seconds * fps))
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        aus = None
+        if audio_seconds:
+            aus = out.add_stream("aac", rate=audio_rate, layout="mono")
+        for i in range(n):
+            arr = np.full((height, width, 3), 40, np.uint8)
+            x = int(i * (width - 8) / max(n - 1, 1))
+            arr[:, x:x + 8] = 250
+            for packet in vs.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode(None):
+            out.mux(packet)
+        if aus is not None:
+            samples = tone(audio_seconds, audio_rate, 440.0, envelope_hz=2.0)
+            resampler = av.AudioResampler(format="fltp", layout="mono", rate=audio_rate)
+            for start in range(0, len(samples), 1024):
+                frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="flt", layout="mono")
+                frame.sample_rate = audio_rate
+                frame.pts = start
+                frame.time_base = Fraction(1, audio_rate)
+                for f in resampler.resample(frame):
+                    for packet in aus.encode(f):
+                        out.mux(packet)
+            for packet in aus.encode(None):
+                out.mux(packet)
+    return path
