@@ -109,6 +109,10 @@ class Cancelled(TalkgenError):
     code = "cancelled"
 
 
+class InvalidConfig(TalkgenError):
+    code = "invalid_config"
+
+
 class InternalError(TalkgenError):
     code = "internal_error"
 
@@ -118,7 +122,7 @@ ERROR_CODES: dict[str, type[TalkgenError]] = {
     for cls in (
         InvalidRequest, MissingMedia, ConflictingMedia, UnsupportedMedia, MediaUnreadable, MediaTooLarge,
         ForbiddenSource, FetchFailed, TooLong, EngineUnavailable, EngineFailed, OutOfMemory, OutputFailed,
-        Timeout, Cancelled, InternalError,
+        Timeout, Cancelled, InvalidConfig, InternalError,
     )
 }
 """Every stable error code and its class; the README's error table is checked against this."""

@@ -92,6 +92,14 @@ def reset_registry() -> None:
     _registry = None
 
 
+def reset_plugin_manager() -> None:
+    """Forget every loaded plugin; the next use reloads built-ins and entry points (tests)."""
+    global _pm
+    with _lock:
+        _pm = None
+    reset_registry()
+
+
 def _distributions(pm: pluggy.PluginManager) -> dict[int, str]:
     names = {}
     for plugin, dist in pm.list_plugin_distinfo():

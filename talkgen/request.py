@@ -189,7 +189,7 @@ def _ref_for(request: TalkRequest, role: MediaRole) -> MediaRef:
 
 
 def _round_side(value: float) -> int:
-    side = int(round(value / SIDE_MULTIPLE)) * SIDE_MULTIPLE
+    side = int(value / SIDE_MULTIPLE + 0.5) * SIDE_MULTIPLE  # half up, not banker's rounding
     return max(MIN_SIDE, min(MAX_SIDE, side))
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 EXAMPLES_DIR = PACKAGE_DIR.parent / "examples"
@@ -28,6 +29,19 @@ def _default_output_roots() -> list[Path]:
 MB = 1_000_000
 
 
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with configuration mistakes as a clear `TalkgenError`."""
+    from pydantic import ValidationError
+    from pydantic_settings.exceptions import SettingsError
+
+    from talkgen.errors import InvalidConfig
+
+    try:
+        return Settings(**overrides)
+    except (ValidationError, SettingsError) as exc:
+        raise InvalidConfig(f"Invalid TALKGEN_* configuration: {exc}".replace("\n", " ")) from None
+
+
 class Settings(BaseSettings):
     """Every knob an operator sets; requests cannot change these."""
 
@@ -37,7 +51,7 @@ class Settings(BaseSettings):
     engine: str = Field("native", description="Engine used when a request names none.")
 
     # sources
-    allowed_path_roots: list[Path] = Field(
+    allowed_path_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=_default_path_roots,
         description="Directories `*_path` inputs may read from (JSON list).",
     )
@@ -67,7 +81,7 @@ class Settings(BaseSettings):
     output_url: str | None = Field(
         None, description="fsspec URL prefix for videos too large to inline (e.g. s3://bucket/talkgen/)."
     )
-    output_roots: list[Path] = Field(
+    output_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=_default_output_roots,
         description="Local directories a request's output_url may write into.",
     )
@@ -80,7 +94,10 @@ class Settings(BaseSettings):
     @field_validator("allowed_path_roots", "output_roots", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        """Accept a JSON list or an os.pathsep-separated string (as PATH is written)."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [p for p in value.split(os.pathsep) if p]
         return value
 

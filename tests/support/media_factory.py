@@ -106,3 +106,67 @@ def make_video(path: Path, seconds: float = 2.0, fps: int = 30, width: int = 96,
             for packet in aus.encode(None):
                 out.mux(packet)
     return path
+
+
+COUNTER_BITS = 10
+
+
+def make_counter_video(path: Path, frames: int, fps: int = 25, width: int = 160, height: int = 32,
+                       gop: int | None = None) -> Path:
+    """An H.264 mp4 whose frame i shows i in binary as COUNTER_BITS black/white stripes (see read_counter)."""
+    stripe = width // COUNTER_BITS
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        if gop:
+            vs.codec_context.gop_size = gop
+            vs.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+        for i in range(frames):
+            arr = np.zeros((height, width, 3), np.uint8)
+            for bit in range(COUNTER_BITS):
+                if i >> bit & 1:
+                    arr[:, bit * stripe:(bit + 1) * stripe] = 255
+            for packet in vs.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode(None):
+            out.mux(packet)
+    return path
+
+
+def read_counter(frame: np.ndarray) -> int:
+    """The index drawn by make_counter_video in an (unscaled, uncropped) decoded frame."""
+    width = frame.shape[1]
+    stripe = width // COUNTER_BITS
+    value = 0
+    for bit in range(COUNTER_BITS):
+        if frame[:, bit * stripe + 2:(bit + 1) * stripe - 2].mean() > 127:
+            value |= 1 << bit
+    return value
+
+
+def make_exif_jpeg(path: Path, width: int = 96, height: int = 64, orientation: int = 6) -> Path:
+    """A JPEG stored width x height with a red square in the stored top-left, plus an EXIF orientation."""
+    arr = np.full((height, width, 3), 128, np.uint8)
+    side = min(width, height) // 4
+    arr[:side, :side] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).save(path, format="JPEG", quality=95, exif=exif)
+    return path
+
+
+def make_header_only_png(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims width x height (1-bit grey) but whose pixel data is a few bytes.
+
+    Opening it reads the size; decoding it fails. Used to check that huge images are refused unread.
+    """
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 16)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path

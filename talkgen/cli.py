@@ -1,0 +1,198 @@
+"""The ``talkgen`` command: generate, validate, plugins.
+
+Exit codes: 0 success, 2 bad input (the request or its media), 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from talkgen.errors import TalkgenError
+
+INPUT_ERROR_CODES = frozenset({
+    "invalid_request", "missing_media", "conflicting_media", "unsupported_media", "media_unreadable",
+    "media_too_large", "forbidden_source", "too_long",
+})
+_FLAG_FIELDS = {  # CLI flag -> (path field, url field, base64 field)
+    "image": ("image_path", "image_url", "image_base64"),
+    "video": ("video_path", "video_url", "video_base64"),
+    "audio": ("wav_path", "wav_url", "wav_base64"),
+    "audio2": ("wav_path_2", "wav_url_2", "wav_base64_2"),
+}
+
+
+def _media_field(flag: str, value: str) -> tuple[str, str]:
+    path_field, url_field, b64_field = _FLAG_FIELDS[flag]
+    if value.startswith("data:"):
+        return b64_field, value
+    if "://" in value:
+        return url_field, value
+    return path_field, str(Path(value).expanduser().resolve())
+
+
+def _fail(exc: TalkgenError, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(exc.to_dict()))
+    else:
+        where = f" [{exc.field}]" if exc.field else ""
+        click.echo(f"error ({exc.code}{where}): {exc.message}", err=True)
+    sys.exit(2 if exc.code in INPUT_ERROR_CODES else 1)
+
+
+def _load_request(request_file: str | None) -> dict[str, Any]:
+    if not request_file:
+        return {}
+    try:
+        text = sys.stdin.read() if request_file == "-" else Path(request_file).read_text()
+        data = json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        from talkgen.errors import InvalidRequest
+
+        raise InvalidRequest(f"Cannot read the request file {request_file}: {exc}.") from None
+    # Accept the RunPod envelope {"input": {...}} as well as a bare request.
+    return data["input"] if isinstance(data, dict) and set(data) == {"input"} else data
+
+
+def _trusted_settings(request: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """Settings for a local user: the directories of the files they named may be read."""
+    from talkgen.settings import load_settings
+
+    settings = load_settings()
+    extra = [Path(v).expanduser().resolve().parent for k, v in request.items()
+             if k.startswith(("image_path", "video_path", "wav_path")) and isinstance(v, str)]
+    return settings.model_copy(update={"allowed_path_roots": [*settings.allowed_path_roots, *extra]})
+
+
+class _Progress:
+    """A one-line progress display on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, event) -> None:  # type: ignore[no-untyped-def]
+        if self.enabled:
+            bar = "#" * (event.percent // 4)
+            click.echo(f"\r[{bar:<25}] {event.percent:3d}% {event.stage}: {event.message[:50]:<50}", err=True,
+                       nl=False)
+
+    def done(self) -> None:
+        if self.enabled:
+            click.echo("", err=True)
+
+
+@click.group()
+@click.version_option(package_name="talkgen")
+def main() -> None:
+    """talkgen: portrait + speech → lip-synced talking video (InfiniteTalk)."""
+
+
+@main.command()
+@click.option("--request", "request_file", help="Request JSON file (or - for stdin); flags override it.")
+@click.option("--image", help="Portrait image: path, URL, storage URL or data: URI (I2V).")
+@click.option("--video", help="Source video: path, URL, storage URL or data: URI (V2V).")
+@click.option("--audio", help="Speech of speaker 1: path, URL, storage URL or data: URI.")
+@click.option("--audio2", help="Speech of speaker 2 (two-speaker mode).")
+@click.option("--audio-type", type=click.Choice(["para", "add"]), help="Two speakers: simultaneous or in turns.")
+@click.option("--prompt")
+@click.option("--negative-prompt")
+@click.option("--width", type=int)
+@click.option("--height", type=int)
+@click.option("--resolution", type=click.Choice(["480p", "720p"]))
+@click.option("--seed", type=int)
+@click.option("--steps", type=int)
+@click.option("--guidance-scale", type=float)
+@click.option("--audio-guidance-scale", type=float)
+@click.option("--shift", type=float)
+@click.option("--max-duration", type=float, help="Cut the video at this many seconds.")
+@click.option("--engine", help="Engine name (see `talkgen plugins`).")
+@click.option("--job-id")
+@click.option("-o", "--output", help="Where to write the mp4: a local path or a storage URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def generate(request_file: str | None, output: str | None, as_json: bool, **flags: Any) -> None:
+    """Generate a talking video."""
+    try:
+        request = _load_request(request_file)
+        for flag in _FLAG_FIELDS:
+            value = flags.pop(flag)
+            if value:
+                key, val = _media_field(flag, value)
+                request[key] = val
+        if request.get("video_path") or request.get("video_url") or \
+                request.get("video_base64"):
+            request.setdefault("input_type", "video")
+        if any(request.get(k) for k in _FLAG_FIELDS["audio2"]):
+            request.setdefault("person_count", "multi")
+        request.update({k: v for k, v in flags.items() if v is not None})
+        from talkgen.service import TalkGen
+
+        service = TalkGen(_trusted_settings(request))
+        req = service.validate(request)
+        if output is None and not (req.output_url or req.network_volume):
+            output = str(Path.cwd() / f"talkgen-{req.job_id or 'output'}.mp4")
+        if output is not None and "://" not in output:
+            output = str(Path(output).expanduser().resolve())
+        progress = _Progress(sys.stderr.isatty() and not as_json)
+        try:
+            result = service.generate(req, output=output, progress=progress)
+        finally:
+            progress.done()
+    except TalkgenError as exc:
+        _fail(exc, as_json)
+        return
+    response = result.to_response()
+    if response.get("video"):
+        response["video"] = f"<inline data URI, {len(response['video'])} chars>"
+    if as_json:
+        click.echo(json.dumps(response))
+    else:
+        where = result.video_path or result.video_url or "inline"
+        click.echo(f"wrote {where}: {result.frames} frames, {result.width}x{result.height}, "
+                   f"{result.duration:.2f} s, seed {result.seed}")
+        click.echo("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
+
+
+@main.command()
+@click.argument("request_file")
+@click.option("--json", "as_json", is_flag=True)
+def validate(request_file: str, as_json: bool) -> None:
+    """Check a request file (fetches nothing)."""
+    try:
+        from talkgen.service import TalkGen
+
+        request = _load_request(request_file)
+        req = TalkGen(_trusted_settings(request)).validate(request)
+    except TalkgenError as exc:
+        _fail(exc, as_json)
+        return
+    refs = {role: ref.field for role, ref in req.media_refs().items()}
+    size = "from the input's aspect" if req.resolution else "x".join(map(str, req.output_size()))
+    summary = {"valid": True, "mode": req.mode.value, "media": refs, "size": size,
+               "audio_type": req.resolved_audio_type}
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"valid: mode {req.mode.value}, media {refs}, size {size}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def plugins(as_json: bool) -> None:
+    """List registered sources, engines, runtimes and sinks, and where they come from."""
+    from talkgen.plugins import get_registry
+
+    rows = [{"kind": r.kind, "name": r.name, "plugin": r.plugin, "distribution": r.distribution,
+             "description": r.description} for r in get_registry().all()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['kind']:<8} {row['name']:<12} {row['distribution']:<28} {row['description']}")
+
+
+if __name__ == "__main__":
+    main()

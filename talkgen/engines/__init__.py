@@ -1,0 +1,1 @@
+"""Engines turn a prepared `Job` into video frames. See `talkgen.engines.base.Engine`."""

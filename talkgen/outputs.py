@@ -1,0 +1,189 @@
+"""Output sinks: inline data URI, a local path (network volume, CLI), or any fsspec URL (s3://, gs://, …).
+
+Which one runs is decided once, in `choose_destination`; the sinks only write. Built-in sinks register
+through the `register_sinks` hook like plugin sinks do.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from talkgen.errors import ForbiddenSource, OutputFailed
+from talkgen.hookspecs import hookimpl
+from talkgen.request import TalkRequest
+from talkgen.settings import Settings
+
+INLINE = "inline"
+CHUNK = 3 * 1024 * 1024  # a multiple of 3, so base64 chunks join without padding in the middle
+MIME = "video/mp4"
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Writes the finished mp4 to a destination and returns the response fields that point at it."""
+
+    name: str
+    description: str
+
+    def handles(self, destination: str) -> bool: ...
+
+    def deliver(self, video: Path, destination: str, settings: Settings) -> dict[str, str]: ...
+
+
+def _is_local(destination: str) -> bool:
+    return "://" not in destination or destination.startswith("file://")
+
+
+def _local_path(destination: str) -> Path:
+    return Path(destination.removeprefix("file://")).expanduser()
+
+
+class InlineSink:
+    name = "inline"
+    description = 'Base64 data URI in the response ("video": "data:video/mp4;base64,…").'
+
+    def handles(self, destination: str) -> bool:
+        return destination == INLINE
+
+    def deliver(self, video: Path, destination: str, settings: Settings) -> dict[str, str]:
+        out = io.StringIO()
+        out.write(f"data:{MIME};base64,")
+        with open(video, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                out.write(base64.b64encode(chunk).decode("ascii"))
+        return {"video": out.getvalue()}
+
+
+class FileSink:
+    name = "file"
+    description = 'A local file or network-volume path ("video_path").'
+
+    def handles(self, destination: str) -> bool:
+        return destination != INLINE and _is_local(destination)
+
+    def deliver(self, video: Path, destination: str, settings: Settings) -> dict[str, str]:
+        target = _local_path(destination)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.partial")
+            shutil.copyfile(video, tmp)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise OutputFailed(f"Could not write the video to {target}: {exc.strerror or exc}.") from exc
+        return {"video_path": str(target)}
+
+
+class FsspecSink:
+    name = "fsspec"
+    description = 'Upload to any fsspec URL: s3://, gs://, az://, memory://, … ("video_url").'
+
+    def handles(self, destination: str) -> bool:
+        return destination != INLINE and not _is_local(destination)
+
+    def deliver(self, video: Path, destination: str, settings: Settings) -> dict[str, str]:
+        import fsspec
+
+        protocol = destination.split("://", 1)[0]
+        try:
+            fs, path = fsspec.core.url_to_fs(destination, **settings.storage_options_for(protocol))
+        except ImportError as exc:
+            raise OutputFailed(
+                f"Cannot write to {protocol}:// URLs: {exc}. Install the driver, e.g. pip install 'talkgen[s3]'.",
+                retryable=False,
+            ) from exc
+        extra = {"ContentType": MIME} if protocol in ("s3", "s3a") else {}
+        try:
+            with open(video, "rb") as src, fs.open(path, "wb", **extra) as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+        except Exception as exc:  # storage drivers raise their own types (botocore, aiohttp, …)
+            raise OutputFailed(
+                f"Upload to {destination} failed: {type(exc).__name__}: {exc}. Check the URL, the credentials "
+                "and that the bucket exists.",
+            ) from exc
+        result = {"video_url": destination}
+        try:
+            result["presigned_url"] = fs.sign(path, expiration=settings.presign_expiry_s)
+        except (NotImplementedError, AttributeError, OSError, ValueError):
+            pass  # not every backend can sign; the storage URL is still returned
+        return result
+
+
+@hookimpl
+def register_sinks(register) -> None:  # type: ignore[no-untyped-def]
+    register(InlineSink())
+    register(FileSink())
+    register(FsspecSink())
+
+
+def _under(path: Path, roots: list[Path]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == os.path.realpath(r) or real.startswith(os.path.realpath(r) + os.sep) for r in roots)
+
+
+def _with_name(destination: str, job_id: str) -> str:
+    """A prefix (ending in /, or without .mp4) gets ``<job_id>.mp4`` appended."""
+    if destination.lower().endswith(".mp4"):
+        return destination
+    return destination.rstrip("/") + f"/{job_id}.mp4"
+
+
+def planned_destination(request: TalkRequest, settings: Settings, job_id: str, output: str | None) -> str | None:
+    """Where the video goes, decided before any work: None means 'inline if small enough'.
+
+    ``output`` is the trusted caller's choice (CLI ``-o``, Python API); ``request.output_url`` is
+    untrusted and may only write locally under ``settings.output_roots``.
+    """
+    if output is not None:
+        return str(output)
+    if request.network_volume:
+        if not settings.volume_dir.is_dir() or not os.access(settings.volume_dir, os.W_OK):
+            raise OutputFailed(
+                f"`network_volume` is true but {settings.volume_dir} is not a writable directory: attach a "
+                "network volume to the endpoint (or set TALKGEN_VOLUME_DIR), or drop `network_volume`.",
+                retryable=False,
+                field="network_volume",
+            )
+        return str(settings.volume_dir / f"talkgen_{job_id}.mp4")
+    if request.output_url:
+        url = _with_name(request.output_url, job_id)
+        if _is_local(url) and not _under(_local_path(url), settings.output_roots):
+            raise ForbiddenSource(
+                f"`output_url` {request.output_url!r} is a local path outside the allowed output roots "
+                f"({', '.join(map(str, settings.output_roots)) or 'none'}): use a storage URL such as "
+                "s3://bucket/prefix/, or set TALKGEN_OUTPUT_ROOTS.",
+                field="output_url",
+            )
+        return url
+    return None
+
+
+def choose_destination(planned: str | None, video_size: int, settings: Settings, job_id: str) -> str:
+    """The final destination: the planned one, else inline when small, else the configured output URL."""
+    if planned is not None:
+        return planned
+    if video_size <= settings.inline_output_limit_bytes:
+        return INLINE
+    if settings.output_url:
+        return _with_name(settings.output_url, job_id)
+    raise OutputFailed(
+        f"The video is {video_size / 1e6:.1f} MB, above the {settings.inline_output_limit_mb:g} MB inline limit "
+        "(platforms reject larger results). Set TALKGEN_OUTPUT_URL to a storage prefix such as "
+        "s3://bucket/talkgen/, pass `output_url` or `network_volume: true` in the request, or raise "
+        "TALKGEN_INLINE_OUTPUT_LIMIT_MB.",
+        retryable=False,
+    )
+
+
+def deliver(video: Path, destination: str, settings: Settings) -> tuple[str, dict[str, str]]:
+    """Write ``video`` with the sink that handles ``destination``; returns (sink name, response fields)."""
+    from talkgen.plugins import get_registry
+
+    for registered in reversed(get_registry().sinks):
+        if registered.obj.handles(destination):
+            return registered.name, registered.obj.deliver(video, destination, settings)
+    raise OutputFailed(f"No output sink handles {destination!r}.", retryable=False)

@@ -1,0 +1,260 @@
+"""`TalkGen`: request → sources → media → plan → engine → writer → sink, and nothing else."""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from talkgen.errors import EngineFailed, EngineUnavailable, InternalError, OutOfMemory, TalkgenError, TooLong
+from talkgen.job import Job
+from talkgen.plan import frame_count
+from talkgen.progress import ProgressCallback, ProgressEvent
+from talkgen.request import TalkRequest
+from talkgen.result import TalkResult
+from talkgen.settings import Settings, load_settings
+
+log = logging.getLogger("talkgen")
+
+
+class TalkGen:
+    """Runs talking-video jobs. Create once and reuse: engines are built on first use and kept warm."""
+
+    def __init__(self, settings: Settings | None = None, engine: str | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.default_engine = engine or self.settings.engine
+        self._engines: dict[str, Any] = {}
+        self._engine_lock = threading.Lock()
+
+    # ---- public API ----
+    def validate(self, request: dict[str, Any] | TalkRequest) -> TalkRequest:
+        """Check a request without fetching anything; raises `TalkgenError`."""
+        req = TalkRequest.parse(request)
+        self._engine_entry(req.engine or self.default_engine)
+        return req
+
+    def generate(
+        self,
+        request: dict[str, Any] | TalkRequest,
+        *,
+        output: str | Path | None = None,
+        job_id: str | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> TalkResult:
+        """Make the video. ``output`` (a trusted local path or URL) overrides where it is written."""
+        from talkgen.outputs import planned_destination
+
+        timings: dict[str, float] = {}
+        req = self.validate(request)
+        job_id = req.job_id or job_id or uuid.uuid4().hex[:16]
+        engine_name = req.engine or self.default_engine
+        planned = planned_destination(req, self.settings, job_id, None if output is None else str(output))
+        cancel = cancel or threading.Event()
+
+        def report(stage: str, fraction: float, message: str = "") -> None:
+            if progress is not None:
+                progress(ProgressEvent(job_id, stage, fraction, message))
+
+        report("validate", 1.0, "request is valid")
+        workdir = Path(tempfile.mkdtemp(prefix=f"talkgen-{job_id}-", dir=self.settings.work_dir))
+        try:
+            with _timed(timings, "fetch"):
+                media = self._fetch(req, workdir, cancel, report)
+            with _timed(timings, "prepare"):
+                job = self._prepare(req, job_id, workdir, media, progress, cancel)
+            report("prepare", 1.0, f"{job.frames} frames at {job.width}x{job.height}")
+            with _timed(timings, "load"):
+                engine = self._engine(engine_name)
+            report("load", 1.0, f"engine {engine_name} ready")
+            with _timed(timings, "generate"):
+                video = self._run_engine(engine, job)
+            with _timed(timings, "output"):
+                sink_fields = self._deliver(video, planned, job_id)
+            report("output", 1.0, "done")
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return TalkResult(
+            job_id=job_id, mode=job.mode.value, engine=engine_name, width=job.width, height=job.height,
+            fps=job.fps, frames=job.frames, duration=job.audio.duration, seed=job.seed,
+            size_bytes=sink_fields.pop("_size"), audio_type=req.resolved_audio_type, params=dict(job.params),
+            timings={k: round(v, 3) for k, v in timings.items()}, **sink_fields,
+        )
+
+    @property
+    def healthy(self) -> bool:
+        """False when an engine broke in a way a new worker process would fix."""
+        return all(getattr(e, "healthy", True) for e in self._engines.values())
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            close = getattr(engine, "close", None)
+            if close:
+                close()
+        self._engines.clear()
+
+    # ---- stages ----
+    def _fetch(self, req: TalkRequest, workdir: Path, cancel: threading.Event, report) -> dict:  # type: ignore[no-untyped-def]
+        from talkgen.sources import FetchContext, fetch_media
+
+        ctx = FetchContext(self.settings, workdir / "inputs", cancel)
+        refs = req.media_refs()
+        media = {}
+        for i, (role, ref) in enumerate(refs.items()):
+            report("fetch", i / len(refs), f"fetching {ref.field}")
+            media[role] = fetch_media(ref, ctx)
+            if cancel.is_set():
+                from talkgen.errors import Cancelled
+
+                raise Cancelled("The job was cancelled.")
+        report("fetch", 1.0, "inputs fetched")
+        return media
+
+    def _prepare(self, req, job_id, workdir, media, progress, cancel) -> Job:  # type: ignore[no-untyped-def]
+        from talkgen.media.audio import prepare_audio
+        from talkgen.media.probe import probe_av, probe_image
+
+        mode = req.mode
+        visual_media = media[mode.visual_role.name]
+        if mode.is_video:
+            visual = probe_av(visual_media.path, field=visual_media.source)
+            if not visual.has_video:
+                from talkgen.errors import UnsupportedMedia
+
+                raise UnsupportedMedia(
+                    f"`{visual_media.source}` has no video stream: V2V needs a video with frames.",
+                    field=visual_media.source,
+                )
+        else:
+            visual = probe_image(visual_media.path, self.settings.max_image_pixels, field=visual_media.source)
+        width, height = req.output_size(visual.width, visual.height)
+        fps = self.settings.fps
+        max_seconds = req.max_seconds(fps)
+
+        def frames_for(duration: float) -> int:
+            capped = duration if max_seconds is None else min(duration, max_seconds)
+            if capped > self.settings.max_duration_s:
+                raise TooLong(
+                    f"The audio is {capped:.1f} s long; this server allows {self.settings.max_duration_s:g} s "
+                    "(TALKGEN_MAX_DURATION_S). Send shorter audio or set `max_duration` to cut it.",
+                    field="max_duration",
+                )
+            return frame_count(duration, fps, max_seconds)
+
+        audio_media = [media[r.name] for r in mode.audio_roles]
+        audio = prepare_audio(
+            [m.path for m in audio_media], req.resolved_audio_type, workdir / "audio", frames_for, fps,
+            fields=[m.source for m in audio_media],
+        )
+        boxes = req.speaker_boxes
+        if mode.speakers == 2 and boxes is None:
+            w, h = visual.width, visual.height
+            boxes = [[0, 0, w / 2, h], [w / 2, 0, w, h]]
+        return Job(
+            id=job_id, request=req, mode=mode, settings=self.settings, workdir=workdir, media=media,
+            visual=visual, audio=audio, width=width, height=height, fps=fps,
+            seed=req.seed if req.seed is not None else random.randrange(2**32), speaker_boxes=boxes,
+            on_progress=progress, cancel=cancel,
+        )
+
+    def _engine_entry(self, name: str):  # type: ignore[no-untyped-def]
+        from talkgen.plugins import get_registry
+
+        engines = get_registry().engines
+        if name not in engines:
+            known = ", ".join(sorted(engines)) or "none installed"
+            from talkgen.errors import InvalidRequest
+
+            raise InvalidRequest(
+                f"Unknown engine {name!r}: use one of {known} (see `talkgen plugins`).", field="engine"
+            )
+        return engines[name]
+
+    def _engine(self, name: str):  # type: ignore[no-untyped-def]
+        with self._engine_lock:
+            engine = self._engines.get(name)
+            if engine is not None and not getattr(engine, "healthy", True):
+                log.warning("engine %s is unhealthy; rebuilding it", name)
+                self._engines.pop(name).close()
+                engine = None
+            if engine is None:
+                factory = self._engine_entry(name).obj
+                try:
+                    engine = factory(self.settings)
+                except TalkgenError:
+                    raise
+                except Exception as exc:
+                    log.exception("engine %s failed to start", name)
+                    raise EngineUnavailable(f"Engine {name!r} could not start: {exc}.") from exc
+                self._engines[name] = engine
+            return engine
+
+    def _run_engine(self, engine, job: Job) -> Path:  # type: ignore[no-untyped-def]
+        from talkgen.media.writer import VideoWriter
+
+        path = job.workdir / "output.mp4"
+        writer = VideoWriter(path, job.width, job.height, job.fps, soundtrack=job.audio.soundtrack)
+        job.writer = writer
+        try:
+            engine.generate(job)
+            job.check_cancelled()
+            if writer.frames_written != job.frames:
+                raise EngineFailed(
+                    f"Engine {engine.name!r} produced {writer.frames_written} frames, expected {job.frames}."
+                )
+            writer.close()
+        except TalkgenError:
+            writer.abort()
+            raise
+        except MemoryError as exc:
+            writer.abort()
+            engine.healthy = False
+            raise OutOfMemory("The engine ran out of memory: use a smaller size or shorter audio.") from exc
+        except Exception as exc:
+            writer.abort()
+            log.exception("engine %s failed on job %s", engine.name, job.id)
+            raise EngineFailed(f"Engine {engine.name!r} failed: {type(exc).__name__}: {exc}") from exc
+        return path
+
+    def _deliver(self, video: Path, planned: str | None, job_id: str) -> dict[str, Any]:
+        from talkgen.outputs import choose_destination, deliver
+
+        size = video.stat().st_size
+        destination = choose_destination(planned, size, self.settings, job_id)
+        _, fields = deliver(video, destination, self.settings)
+        return {**fields, "_size": size}
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = time.perf_counter() - start
+
+
+def generate(request: dict[str, Any] | TalkRequest, **kwargs: Any) -> TalkResult:
+    """One-shot helper: ``talkgen.generate({...})`` with settings from the environment."""
+    return _default().generate(request, **kwargs)
+
+
+_default_instance: TalkGen | None = None
+
+
+def _default() -> TalkGen:
+    global _default_instance
+    if _default_instance is None:
+        _default_instance = TalkGen()
+    return _default_instance
+
+
+__all__ = ["InternalError", "TalkGen", "generate"]

@@ -1,0 +1,95 @@
+"""The `talkgen` command as a user runs it: a real subprocess, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import assert_no_leftovers, subprocess_env
+from tests.support.video_check import decode
+
+
+def run(args: list[str], tmp_path: Path, work_root: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "talkgen.cli", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=subprocess_env(**{"TALKGEN_ENGINE": "test-bars", "TALKGEN_WORK_DIR": str(work_root), **env}),
+    )
+
+
+def test_generate_with_flags_writes_the_mp4(media_dir: Path, tmp_path: Path, work_root: Path) -> None:
+    out = tmp_path / "talk.mp4"
+    proc = run(["generate", "--image", str(media_dir / "face.jpg"), "--audio", str(media_dir / "speech.mp3"),
+                "--width", "160", "--height", "128", "--seed", "3", "-o", str(out), "--json"], tmp_path, work_root)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["video_path"] == str(out) and result["seed"] == 3
+    video = decode(out)
+    assert video.count == result["frames"] == 40  # 1.6 s of mp3 at 25 fps
+    assert (video.width, video.height) == (160, 128)
+    assert_no_leftovers(work_root)
+
+
+def test_generate_from_request_file_two_speakers(media_dir: Path, tmp_path: Path, work_root: Path) -> None:
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"input": {
+        "person_count": "multi", "audio_type": "add", "image_path": str(media_dir / "face.png"),
+        "wav_path": str(media_dir / "speech.wav"), "wav_path_2": str(media_dir / "speech2.wav"),
+        "width": 128, "height": 128}}))
+    proc = run(["generate", "--request", str(req), "-o", "two.mp4"], tmp_path, work_root)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout and "80 frames" in proc.stdout  # 2.0 s + 1.2 s in turns
+    assert decode(tmp_path / "two.mp4").count == 80
+
+
+def test_exit_code_2_for_bad_input_1_for_other_failures(media_dir: Path, tmp_path: Path, work_root: Path) -> None:
+    missing = run(["generate", "--image", str(media_dir / "face.png"), "--json"], tmp_path, work_root)
+    assert missing.returncode == 2
+    assert json.loads(missing.stdout)["error_code"] == "missing_media"
+    wrong_kind = run(["generate", "--image", str(media_dir / "speech.mp3"), "--audio", str(media_dir / "speech.wav")],
+                     tmp_path, work_root)
+    assert wrong_kind.returncode == 2 and "unsupported_media" in wrong_kind.stderr
+    assert "Traceback" not in wrong_kind.stderr
+    # A storage backend that cannot be reached is not the input's fault: exit 1.
+    no_engine = run(["generate", "--image", str(media_dir / "face.png"), "--audio", str(media_dir / "speech.wav"),
+                     "-o", "o.mp4"], tmp_path, work_root, TALKGEN_ENGINE="no-such-engine")
+    assert no_engine.returncode == 2 and "Unknown engine 'no-such-engine'" in no_engine.stderr
+    upload = run(["generate", "--image", str(media_dir / "face.png"), "--audio", str(media_dir / "speech.wav"),
+                  "-o", "s3://bucket/x.mp4"], tmp_path, work_root,
+                 TALKGEN_STORAGE_OPTIONS=json.dumps({"s3": {"key": "k", "secret": "s", "client_kwargs": {
+                     "endpoint_url": "http://127.0.0.1:9"}, "config_kwargs": {"retries": {"max_attempts": 1}}}}))
+    assert upload.returncode == 1 and "output_failed" in upload.stderr
+    assert_no_leftovers(work_root)
+
+
+def test_validate_fetches_nothing(tmp_path: Path, work_root: Path) -> None:
+    req = tmp_path / "r.json"
+    req.write_text(json.dumps({"input_type": "video", "video_url": "https://unreachable.invalid/v.mp4",
+                               "wav_url": "https://unreachable.invalid/a.wav", "width": 640, "height": 360}))
+    proc = run(["validate", str(req), "--json"], tmp_path, work_root)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"valid": True, "mode": "V2V_single",
+                                       "media": {"video": "video_url", "audio_1": "wav_url"},
+                                       "size": "640x368", "audio_type": None}
+    req.write_text(json.dumps({"image_url": "https://x/a.png"}))
+    assert run(["validate", str(req)], tmp_path, work_root).returncode == 2
+
+
+def test_plugins_lists_builtins_and_the_installed_test_plugin(tmp_path: Path, work_root: Path) -> None:
+    proc = run(["plugins", "--json"], tmp_path, work_root)
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["kind"], r["name"]): r for r in json.loads(proc.stdout)}
+    for key in [("source", "path"), ("source", "url"), ("source", "base64"), ("source", "fsspec"),
+                ("sink", "inline"), ("sink", "file"), ("sink", "fsspec"), ("runtime", "runpod")]:
+        assert rows[key]["distribution"] == "talkgen (built-in)"
+    assert rows[("engine", "test-bars")]["distribution"] == "talkgen-test-engine 0.1"
+
+
+def test_help_is_fast_and_light(tmp_path: Path) -> None:
+    code = ("import sys, runpy; sys.argv = ['talkgen', '--help']\n"
+            "try:\n    runpy.run_module('talkgen.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'runpod', 'diffusers', 'transformers', 'av', 'numpy') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
+    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
