@@ -92,3 +92,23 @@ def test_test_input_flag_runs_one_job(media_dir: Path, work_root: Path) -> None:
     assert bad.returncode == 1
     assert "missing_media" in bad.stdout + bad.stderr
     assert_no_leftovers(work_root)
+
+
+def test_oversize_output_goes_to_the_bucket(client, worker, media_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("s3fs")
+    import httpx
+
+    from tests.support.s3 import MotoS3
+
+    with MotoS3() as s3:
+        s3.filesystem().mkdir("rp-out")
+        worker._service.settings = worker._service.settings.model_copy(update={
+            "inline_output_limit_mb": 0.001, "output_url": "s3://rp-out/jobs/",
+            "storage_options": {"s3": s3.storage_options}})
+        body = client.post("/runsync", json={"input": _request(media_dir)}).json()
+        assert body["status"] == "COMPLETED", body
+        out = body["output"]
+        assert "video" not in out and out["video_url"].startswith("s3://rp-out/jobs/")
+        assert out["video_url"].endswith(f"{out['job_id']}.mp4")
+        (tmp_path / "dl.mp4").write_bytes(httpx.get(out["presigned_url"], trust_env=False).content)
+    assert decode(tmp_path / "dl.mp4").count == 50

@@ -1,0 +1,157 @@
+"""The ``fsspec`` source: storage URLs (s3://, gs://, az://, hf://, memory://, …) streamed to disk.
+
+Credentials come the standard way for each backend (environment, instance profile, config files);
+operators add options per protocol with ``TALKGEN_STORAGE_OPTIONS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from talkgen.errors import (
+    Cancelled,
+    FetchFailed,
+    ForbiddenSource,
+    MediaTooLarge,
+    MediaUnreadable,
+    UnsupportedMedia,
+)
+from talkgen.hookspecs import hookimpl
+from talkgen.request import MediaRef
+from talkgen.settings import MB
+from talkgen.sources.base import FetchContext
+
+CHUNK = 1 << 20
+BLOCK = 8 << 20  # read-ahead per request (s3fs would buffer 50 MB by default)
+# Handled by other sources, or not URLs of remote data at all.
+NOT_HANDLED = frozenset({"http", "https", "file", "local", "data"})
+# Protocols that read this machine's files (bypassing TALKGEN_ALLOWED_PATH_ROOTS) or wrap other URLs.
+LOCAL_OR_WRAPPING = frozenset({
+    "asynclocal", "async_wrapper", "asyncwrapper", "blockcache", "cached", "filecache", "simplecache",
+    "dir", "generic", "reference", "tar", "zip", "libarchive", "git", "dvc", "jlab",
+})
+# Protocols that reach any host the URL names, so they could reach private networks.
+ANY_HOST = frozenset({
+    "ftp", "sftp", "ssh", "smb", "webdav", "webhdfs", "hdfs", "arrow_hdfs", "dask", "jupyter", "root",
+})
+EXTRAS = {"s3": "s3", "s3a": "s3"}  # protocol -> talkgen extra that installs its driver
+
+
+def _protocol(value: str) -> str:
+    head, sep, _ = value.strip().partition("://")
+    return head.lower() if sep else ""
+
+
+class FsspecSource:
+    """Reads ``*_url`` inputs whose scheme is an fsspec storage protocol (not http/https/file)."""
+
+    name = "fsspec"
+    description = "storage URLs via fsspec: s3://, gs://, az://, hf://, memory://, … (size-capped)"
+
+    def handles(self, ref: MediaRef) -> bool:
+        if ref.via != "url":
+            return False
+        from fsspec.registry import known_implementations, registry
+
+        protocol = _protocol(ref.value)
+        return protocol not in NOT_HANDLED and (protocol in known_implementations or protocol in registry)
+
+    def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
+        protocol = _protocol(ref.value)
+        _check_allowed(ref, protocol, ctx)
+        dest = ctx.dest_for(ref)
+        try:
+            _copy(ref, ctx, protocol, dest)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        return dest
+
+
+def _check_allowed(ref: MediaRef, protocol: str, ctx: FetchContext) -> None:
+    reaches_any_host = protocol in ANY_HOST and not ctx.settings.allow_private_urls
+    if "::" in ref.value or protocol in LOCAL_OR_WRAPPING or reaches_any_host:
+        raise ForbiddenSource(
+            f"`{ref.field}`: {protocol}:// URLs are not accepted (they can read local files or reach "
+            "private hosts). Use an http(s) URL or a storage URL such as s3://, gs://, az:// or hf://.",
+            field=ref.field,
+        )
+
+
+def _copy(ref: MediaRef, ctx: FetchContext, protocol: str, dest: Path) -> None:
+    """`_stream`, with storage errors turned into talkgen errors that say what to change."""
+    try:
+        _stream(ref, ctx, ctx.settings.storage_options_for(protocol), dest)
+    except ImportError as exc:
+        extra = EXTRAS.get(protocol)
+        how = f"pip install 'talkgen[{extra}]'" if extra else f"install the fsspec driver ({exc})"
+        raise UnsupportedMedia(
+            f"`{ref.field}`: {protocol}:// URLs need a driver that is not installed; an operator can {how}.",
+            field=ref.field,
+        ) from exc
+    except FileNotFoundError:
+        raise MediaUnreadable(
+            f"`{ref.field}`: {_shown(ref)} not found: check the bucket and key (and that it exists).",
+            field=ref.field,
+        ) from None
+    except PermissionError as exc:
+        raise ForbiddenSource(
+            f"`{ref.field}`: access to {_shown(ref)} denied ({exc}): make the object readable by the "
+            "worker's credentials, or an operator can set them (environment or TALKGEN_STORAGE_OPTIONS).",
+            field=ref.field,
+        ) from None
+    except (IsADirectoryError, NotADirectoryError) as exc:
+        raise _not_a_file(ref, str(exc)) from None
+    except OSError as exc:
+        raise FetchFailed(
+            f"`{ref.field}`: reading {_shown(ref)} failed ({exc}); try again later.", field=ref.field
+        ) from exc
+
+
+def _stream(ref: MediaRef, ctx: FetchContext, options: dict[str, Any], dest: Path) -> None:
+    """Check the object's size, then copy it to ``dest`` in chunks under the cap."""
+    import fsspec
+
+    limit = ctx.settings.max_download_bytes
+    fs, path = fsspec.core.url_to_fs(ref.value.strip(), **options)
+    info: dict[str, Any] = fs.info(path)
+    if info.get("type") == "directory":
+        raise _not_a_file(ref, "a folder")
+    if (info.get("size") or 0) > limit:
+        raise _too_large(ref, limit)
+    copied = 0
+    with fs.open(path, "rb", block_size=BLOCK) as src, open(dest, "wb") as out:
+        while chunk := src.read(CHUNK):
+            if ctx.cancel.is_set():
+                raise Cancelled(f"Download of `{ref.field}` cancelled.", field=ref.field)
+            copied += len(chunk)
+            if copied > limit:
+                raise _too_large(ref, limit)
+            out.write(chunk)
+
+
+def _not_a_file(ref: MediaRef, what: str) -> MediaUnreadable:
+    return MediaUnreadable(
+        f"`{ref.field}`: {_shown(ref)} is not a file ({what}); give the URL of one media file.",
+        field=ref.field,
+    )
+
+
+def _shown(ref: MediaRef) -> str:
+    """The URL without a query string (which may hold tokens)."""
+    return ref.value.strip().split("?", 1)[0]
+
+
+def _too_large(ref: MediaRef, limit: int) -> MediaTooLarge:
+    return MediaTooLarge(
+        f"`{ref.field}` is larger than the {limit / MB:g} MB download limit: send a smaller file, or an "
+        "operator can raise TALKGEN_MAX_DOWNLOAD_MB.",
+        field=ref.field,
+    )
+
+
+@hookimpl
+def register_sources(register: Callable[[object], None]) -> None:
+    register(FsspecSource())

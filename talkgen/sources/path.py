@@ -1,0 +1,104 @@
+"""The ``path`` source: copy a local file from an allowed directory into the job's work directory."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from talkgen.errors import Cancelled, ForbiddenSource, MediaTooLarge, MediaUnreadable
+from talkgen.hookspecs import hookimpl
+from talkgen.request import MediaRef
+from talkgen.settings import MB
+from talkgen.sources.base import FetchContext
+
+CHUNK = 1 << 20
+
+
+class PathSource:
+    """Reads ``*_path`` inputs, only from under ``TALKGEN_ALLOWED_PATH_ROOTS``.
+
+    The path and the roots are both resolved with `os.path.realpath` before comparing, so ``..``
+    segments and symlinks that lead outside every root are refused.
+    """
+
+    name = "path"
+    description = "local files under TALKGEN_ALLOWED_PATH_ROOTS (.. and symlink escapes refused)"
+
+    def handles(self, ref: MediaRef) -> bool:
+        return ref.via == "path"
+
+    def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
+        source = _allowed_file(ref, ctx)
+        dest = ctx.dest_for(ref)
+        try:
+            _copy(source, dest, ref, ctx)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        return dest
+
+
+def _allowed_file(ref: MediaRef, ctx: FetchContext) -> str:
+    """The real path of ``ref.value``, if it is a regular file under an allowed root."""
+    roots = [os.path.realpath(root) for root in ctx.settings.allowed_path_roots]
+    real = os.path.realpath(ref.value.strip())
+    if not any(_is_within(real, root) for root in roots):
+        allowed = ", ".join(roots) or "(none configured)"
+        raise ForbiddenSource(
+            f"`{ref.field}` {ref.value!r} is outside the allowed directories ({allowed}). Put the file "
+            "under one of them, or an operator can add its directory to TALKGEN_ALLOWED_PATH_ROOTS.",
+            field=ref.field,
+        )
+    try:
+        info = os.stat(real)
+    except FileNotFoundError:
+        raise _unreadable(ref, f"file not found: {ref.value}; check the path inside the container.") from None
+    except OSError as exc:
+        raise _unreadable(ref, f"cannot read {ref.value} ({exc.strerror}).") from None
+    if not stat.S_ISREG(info.st_mode):
+        what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise _unreadable(ref, f"{ref.value} is {what}; give the path of a media file.")
+    return real
+
+
+def _is_within(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def _copy(source: str, dest: Path, ref: MediaRef, ctx: FetchContext) -> None:
+    """Stream ``source`` to ``dest`` in 1 MiB chunks, enforcing the download cap and the cancel flag."""
+    limit = ctx.settings.max_download_bytes
+    try:
+        src = open(source, "rb")  # noqa: SIM115 (closed by the with below)
+    except PermissionError:
+        raise _unreadable(ref, f"no permission to read {ref.value}; let the worker read it.") from None
+    with src, open(dest, "wb") as out:
+        if os.fstat(src.fileno()).st_size > limit:
+            raise _too_large(ref, limit)
+        copied = 0
+        while chunk := src.read(CHUNK):
+            if ctx.cancel.is_set():
+                raise Cancelled(f"Copy of `{ref.field}` cancelled.", field=ref.field)
+            copied += len(chunk)
+            if copied > limit:  # the file grew while being copied
+                raise _too_large(ref, limit)
+            out.write(chunk)
+
+
+def _unreadable(ref: MediaRef, problem: str) -> MediaUnreadable:
+    return MediaUnreadable(f"`{ref.field}`: {problem}", field=ref.field)
+
+
+def _too_large(ref: MediaRef, limit: int) -> MediaTooLarge:
+    return MediaTooLarge(
+        f"`{ref.field}` is larger than the {limit / MB:g} MB limit: send a smaller file, or an operator "
+        "can raise TALKGEN_MAX_DOWNLOAD_MB.",
+        field=ref.field,
+    )
+
+
+@hookimpl
+def register_sources(register: Callable[[object], None]) -> None:
+    register(PathSource())

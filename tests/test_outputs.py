@@ -1,0 +1,94 @@
+"""Where the video goes: inline, network volume, request output_url, overflow to TALKGEN_OUTPUT_URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from talkgen.errors import TalkgenError
+from tests.conftest import assert_no_leftovers
+from tests.support.s3 import MotoS3
+from tests.support.video_check import decode
+
+pytest.importorskip("s3fs")
+BUCKET = "talkgen-out"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with MotoS3() as server:
+        server.filesystem().mkdir(BUCKET)
+        yield server
+
+
+def _request(media_dir: Path, **extra) -> dict:
+    return {"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
+            "width": 128, "height": 128, **extra}
+
+
+def test_small_video_is_inline(service, media_dir: Path, tmp_path: Path) -> None:
+    result = service.generate(_request(media_dir))
+    assert result.video.startswith("data:video/mp4;base64,") and result.video_url is None
+    assert decode(result.save(tmp_path / "v.mp4")).count == 50
+    assert result.size_bytes == (tmp_path / "v.mp4").stat().st_size
+
+
+def test_oversize_goes_to_the_configured_bucket_with_a_presigned_link(service, s3, media_dir: Path,
+                                                                      tmp_path: Path, work_root: Path) -> None:
+    service.settings = service.settings.model_copy(update={
+        "inline_output_limit_mb": 0.001, "output_url": f"s3://{BUCKET}/videos/",
+        "storage_options": {"s3": s3.storage_options}})
+    result = service.generate(_request(media_dir, job_id="big-1"))
+    assert result.video is None and result.video_url == f"s3://{BUCKET}/videos/big-1.mp4"
+    info = s3.filesystem().info(f"{BUCKET}/videos/big-1.mp4")
+    assert info["size"] == result.size_bytes and info["ContentType"] == "video/mp4"
+    link = result.presigned_url
+    assert link.startswith(s3.endpoint) and "Signature=" in link and "Expires=" in link
+    (tmp_path / "dl.mp4").write_bytes(httpx.get(link, trust_env=False).content)
+    assert decode(tmp_path / "dl.mp4").count == 50
+    assert_no_leftovers(work_root)
+
+
+def test_oversize_without_destination_is_a_clear_error(service, media_dir: Path, work_root: Path) -> None:
+    service.settings = service.settings.model_copy(update={"inline_output_limit_mb": 0.001})
+    with pytest.raises(TalkgenError) as err:
+        service.generate(_request(media_dir))
+    assert err.value.code == "output_failed" and "TALKGEN_OUTPUT_URL" in err.value.message
+    assert_no_leftovers(work_root)
+
+
+def test_request_output_url_exact_name_and_prefix(service, s3, media_dir: Path) -> None:
+    service.settings = service.settings.model_copy(update={"storage_options": {"s3": s3.storage_options}})
+    exact = service.generate(_request(media_dir, output_url=f"s3://{BUCKET}/exact/name.mp4"))
+    assert exact.video_url == f"s3://{BUCKET}/exact/name.mp4"
+    import fsspec
+
+    fsspec.filesystem("memory").store.clear()
+    prefixed = service.generate(_request(media_dir, output_url="memory://renders/", job_id="j7"))
+    assert prefixed.video_url == "memory://renders/j7.mp4" and prefixed.presigned_url is None
+    assert fsspec.filesystem("memory").size("/renders/j7.mp4") == prefixed.size_bytes
+
+
+def test_network_volume_path_and_missing_volume(service, media_dir: Path, work_root: Path) -> None:
+    with pytest.raises(TalkgenError) as err:  # checked before any download: the URL is never fetched
+        service.generate({**_request(media_dir), "wav_path": None, "wav_url": "http://127.0.0.1:9/a.wav",
+                          "network_volume": True})
+    assert err.value.code == "output_failed" and err.value.field == "network_volume"
+    assert "network volume" in err.value.message
+    service.settings.volume_dir.mkdir()
+    result = service.generate(_request(media_dir, network_volume=True, job_id="vol-1"))
+    assert result.video_path == str(service.settings.volume_dir / "talkgen_vol-1.mp4")
+    assert decode(Path(result.video_path)).count == 50
+    assert_no_leftovers(work_root)
+
+
+def test_local_output_url_only_under_output_roots(service, media_dir: Path, tmp_path: Path, work_root: Path) -> None:
+    with pytest.raises(TalkgenError) as err:
+        service.generate(_request(media_dir, output_url=str(tmp_path / "elsewhere" / "x.mp4")))
+    assert err.value.code == "forbidden_source" and err.value.field == "output_url"
+    allowed = service.settings.output_roots[0] / "ok.mp4"
+    result = service.generate(_request(media_dir, output_url=f"file://{allowed}"))
+    assert result.video_path == str(allowed) and decode(allowed).count == 50
+    assert_no_leftovers(work_root)
