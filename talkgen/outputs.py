@@ -7,6 +7,7 @@ through the `register_sinks` hook like plugin sinks do.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import shutil
@@ -106,10 +107,9 @@ class FsspecSink:
                 "and that the bucket exists.",
             ) from exc
         result = {"video_url": destination}
-        try:
+        # Not every backend can sign; the storage URL is returned either way.
+        with contextlib.suppress(NotImplementedError, AttributeError, OSError, ValueError):
             result["presigned_url"] = fs.sign(path, expiration=settings.presign_expiry_s)
-        except (NotImplementedError, AttributeError, OSError, ValueError):
-            pass  # not every backend can sign; the storage URL is still returned
         return result
 
 

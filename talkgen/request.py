@@ -88,7 +88,8 @@ class TalkRequest(BaseModel):
                 if given:
                     raise InvalidRequest(
                         f"{_list(given)} given, but mode {mode.value} (input_type={self.input_type!r}, "
-                        f"person_count={self.person_count!r}) does not use {role.label}: remove it or change input_type/person_count.",
+                        f"person_count={self.person_count!r}) does not use {role.label}: remove it or change "
+                        "input_type/person_count.",
                         field=given[0],
                     )
                 continue

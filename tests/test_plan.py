@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -49,7 +50,7 @@ def test_window_structure(total: int) -> None:
     assert len(wins) == window_count(total)
     assert len(wins) == (1 if total <= 81 else 1 + math.ceil((total - 81) / 72))
     assert wins[0].motion == 0 and wins[0].start == 0
-    for prev, cur in zip(wins, wins[1:], strict=False):
+    for prev, cur in itertools.pairwise(wins):
         assert cur.start == prev.start + 72  # 72 new frames per window
         assert cur.motion == 9 and cur.start + 9 == prev.end  # motion frames = previous tail
         assert not prev.is_last

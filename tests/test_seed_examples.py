@@ -67,8 +67,9 @@ def _localise(request: dict, server: StaticServer, site: Path) -> dict:
         elif isinstance(value, str) and value.startswith("/my_volume/"):
             req[key] = str(site / value.rsplit("/", 1)[1])
     if "image_base64" in req:  # the README elides the payloads; send the same kinds of file in full
-        req["image_base64"] = "data:image/jpeg;base64," + base64.b64encode((site / "portrait.jpg").read_bytes()).decode()
-        req["wav_base64"] = "data:audio/wav;base64," + base64.b64encode((site / "audio.wav").read_bytes()).decode()
+        payloads = (("image_base64", "image/jpeg", "portrait.jpg"), ("wav_base64", "audio/wav", "audio.wav"))
+        for field, mime, name in payloads:
+            req[field] = f"data:{mime};base64," + base64.b64encode((site / name).read_bytes()).decode()
     return req
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
+from talkgen.errors import Cancelled, MediaTooLarge
 from talkgen.request import MediaRef
-from talkgen.settings import Settings
+from talkgen.settings import MB, Settings
 
 
 @dataclass
@@ -40,3 +42,40 @@ class Source(Protocol):
     def handles(self, ref: MediaRef) -> bool: ...
 
     def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path: ...
+
+
+CHUNK = 1 << 20
+
+
+def check_cancel(ref: MediaRef, ctx: FetchContext) -> None:
+    if ctx.cancel.is_set():
+        raise Cancelled(f"Fetching `{ref.field}` was cancelled.", field=ref.field)
+
+
+def too_large(ref: MediaRef, limit: int, size: int | None = None) -> MediaTooLarge:
+    got = f" ({size / MB:.1f} MB)" if size is not None else ""
+    return MediaTooLarge(
+        f"`{ref.field}` is larger than the {limit / MB:g} MB download limit{got}: send a smaller file, "
+        "or an operator can raise TALKGEN_MAX_DOWNLOAD_MB.",
+        field=ref.field,
+    )
+
+
+def write_capped(chunks: Iterable[bytes], dest: Path, ref: MediaRef, ctx: FetchContext) -> int:
+    """Write ``chunks`` to ``dest``, stopping at the download cap or on cancel; returns bytes written."""
+    limit = ctx.settings.max_download_bytes
+    written = 0
+    with open(dest, "wb") as out:
+        for chunk in chunks:
+            check_cancel(ref, ctx)
+            written += len(chunk)
+            if written > limit:
+                raise too_large(ref, limit)
+            out.write(chunk)
+    return written
+
+
+def read_chunks(stream: BinaryIO) -> Iterator[bytes]:
+    """A binary file object as an iterator of chunks."""
+    while chunk := stream.read(CHUNK):
+        yield chunk

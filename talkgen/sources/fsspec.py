@@ -11,19 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from talkgen.errors import (
-    Cancelled,
     FetchFailed,
     ForbiddenSource,
-    MediaTooLarge,
     MediaUnreadable,
     UnsupportedMedia,
 )
 from talkgen.hookspecs import hookimpl
 from talkgen.request import MediaRef
-from talkgen.settings import MB
-from talkgen.sources.base import FetchContext
+from talkgen.sources.base import FetchContext, read_chunks, too_large, write_capped
 
-CHUNK = 1 << 20
 BLOCK = 8 << 20  # read-ahead per request (s3fs would buffer 50 MB by default)
 # Handled by other sources, or not URLs of remote data at all.
 NOT_HANDLED = frozenset({"http", "https", "file", "local", "data"})
@@ -120,16 +116,9 @@ def _stream(ref: MediaRef, ctx: FetchContext, options: dict[str, Any], dest: Pat
     if info.get("type") == "directory":
         raise _not_a_file(ref, "a folder")
     if (info.get("size") or 0) > limit:
-        raise _too_large(ref, limit)
-    copied = 0
-    with fs.open(path, "rb", block_size=BLOCK) as src, open(dest, "wb") as out:
-        while chunk := src.read(CHUNK):
-            if ctx.cancel.is_set():
-                raise Cancelled(f"Download of `{ref.field}` cancelled.", field=ref.field)
-            copied += len(chunk)
-            if copied > limit:
-                raise _too_large(ref, limit)
-            out.write(chunk)
+        raise too_large(ref, limit)
+    with fs.open(path, "rb", block_size=BLOCK) as src:
+        write_capped(read_chunks(src), dest, ref, ctx)
 
 
 def _not_a_file(ref: MediaRef, what: str) -> MediaUnreadable:
@@ -142,14 +131,6 @@ def _not_a_file(ref: MediaRef, what: str) -> MediaUnreadable:
 def _shown(ref: MediaRef) -> str:
     """The URL without a query string (which may hold tokens)."""
     return ref.value.strip().split("?", 1)[0]
-
-
-def _too_large(ref: MediaRef, limit: int) -> MediaTooLarge:
-    return MediaTooLarge(
-        f"`{ref.field}` is larger than the {limit / MB:g} MB download limit: send a smaller file, or an "
-        "operator can raise TALKGEN_MAX_DOWNLOAD_MB.",
-        field=ref.field,
-    )
 
 
 @hookimpl

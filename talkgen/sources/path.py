@@ -7,13 +7,10 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from talkgen.errors import Cancelled, ForbiddenSource, MediaTooLarge, MediaUnreadable
+from talkgen.errors import ForbiddenSource, MediaUnreadable
 from talkgen.hookspecs import hookimpl
 from talkgen.request import MediaRef
-from talkgen.settings import MB
-from talkgen.sources.base import FetchContext
-
-CHUNK = 1 << 20
+from talkgen.sources.base import FetchContext, read_chunks, too_large, write_capped
 
 
 class PathSource:
@@ -74,29 +71,14 @@ def _copy(source: str, dest: Path, ref: MediaRef, ctx: FetchContext) -> None:
         src = open(source, "rb")  # noqa: SIM115 (closed by the with below)
     except PermissionError:
         raise _unreadable(ref, f"no permission to read {ref.value}; let the worker read it.") from None
-    with src, open(dest, "wb") as out:
+    with src:
         if os.fstat(src.fileno()).st_size > limit:
-            raise _too_large(ref, limit)
-        copied = 0
-        while chunk := src.read(CHUNK):
-            if ctx.cancel.is_set():
-                raise Cancelled(f"Copy of `{ref.field}` cancelled.", field=ref.field)
-            copied += len(chunk)
-            if copied > limit:  # the file grew while being copied
-                raise _too_large(ref, limit)
-            out.write(chunk)
+            raise too_large(ref, limit)
+        write_capped(read_chunks(src), dest, ref, ctx)  # the cap holds even if the file grows meanwhile
 
 
 def _unreadable(ref: MediaRef, problem: str) -> MediaUnreadable:
     return MediaUnreadable(f"`{ref.field}`: {problem}", field=ref.field)
-
-
-def _too_large(ref: MediaRef, limit: int) -> MediaTooLarge:
-    return MediaTooLarge(
-        f"`{ref.field}` is larger than the {limit / MB:g} MB limit: send a smaller file, or an operator "
-        "can raise TALKGEN_MAX_DOWNLOAD_MB.",
-        field=ref.field,
-    )
 
 
 @hookimpl

@@ -21,14 +21,13 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from talkgen.errors import Cancelled, FetchFailed, ForbiddenSource, InvalidRequest, MediaTooLarge
+from talkgen.errors import FetchFailed, ForbiddenSource, InvalidRequest
 from talkgen.hookspecs import hookimpl
 from talkgen.request import MediaRef
-from talkgen.settings import MB, Settings
-from talkgen.sources.base import FetchContext
+from talkgen.settings import Settings
+from talkgen.sources.base import CHUNK, FetchContext, check_cancel, too_large, write_capped
 
 SCHEMES = ("http", "https")
-CHUNK = 1 << 20
 REDIRECTS = (301, 302, 303, 307, 308)
 BACKOFF_BASE_S, BACKOFF_MAX_S, RETRY_AFTER_MAX_S = 0.5, 8.0, 5.0
 
@@ -152,7 +151,7 @@ class UrlSource:
         )
         with client:
             for attempt in range(settings.url_retries + 1):
-                _check_cancel(ref, ctx)
+                check_cancel(ref, ctx)
                 try:
                     self._attempt(client, ref, ctx, dest)
                     return
@@ -169,7 +168,7 @@ class UrlSource:
     def _attempt(self, client: httpx.Client, ref: MediaRef, ctx: FetchContext, dest: Path) -> None:
         url, seen = ref.value.strip(), set()
         for _hop in range(ctx.settings.url_max_redirects + 1):
-            _check_cancel(ref, ctx)
+            check_cancel(ref, ctx)
             seen.add(url)
             response = _send(client, url, ref, ctx.settings)
             try:
@@ -267,34 +266,13 @@ def _stream_body(response: httpx.Response, ref: MediaRef, ctx: FetchContext, des
     limit = ctx.settings.max_download_bytes
     length = response.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise _too_large(ref, limit, int(length))
-    written = 0
+        raise too_large(ref, limit, int(length))
     try:
-        with open(dest, "wb") as out:
-            for chunk in response.iter_bytes(CHUNK):
-                _check_cancel(ref, ctx)
-                written += len(chunk)
-                if written > limit:
-                    raise _too_large(ref, limit, None)
-                out.write(chunk)
+        write_capped(response.iter_bytes(CHUNK), dest, ref, ctx)
     except httpx.TimeoutException as exc:
         raise _Retry(f"timed out while downloading ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         raise _Retry(f"the download broke off ({exc})") from exc
-
-
-def _too_large(ref: MediaRef, limit: int, size: int | None) -> MediaTooLarge:
-    got = f" ({size / MB:.1f} MB)" if size is not None else ""
-    return MediaTooLarge(
-        f"`{ref.field}` is larger than the {limit / MB:g} MB download limit{got}: send a smaller file, "
-        "or an operator can raise TALKGEN_MAX_DOWNLOAD_MB.",
-        field=ref.field,
-    )
-
-
-def _check_cancel(ref: MediaRef, ctx: FetchContext) -> None:
-    if ctx.cancel.is_set():
-        raise Cancelled(f"Download of `{ref.field}` cancelled.", field=ref.field)
 
 
 def _retry_after(value: str | None) -> float | None:

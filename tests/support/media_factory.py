@@ -170,3 +170,24 @@ def make_header_only_png(path: Path, width: int, height: int) -> Path:
     idat = zlib.compress(b"\x00" * 16)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
     return path
+
+
+def make_rotated_video(path: Path, rotation: int, frames: int = 5, fps: int = 25, width: int = 64,
+                       height: int = 32) -> Path:
+    """An mp4 with a display-matrix rotation (counter-clockwise degrees, like phone videos carry).
+
+    Each stored frame is grey with a white square in its stored top-left corner.
+    """
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.set_display_rotation(rotation)
+        side = min(width, height) // 4
+        for _ in range(frames):
+            arr = np.full((height, width, 3), 100, np.uint8)
+            arr[:side, :side] = 255
+            for packet in vs.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode(None):
+            out.mux(packet)
+    return path
