@@ -115,6 +115,7 @@ class InvalidConfig(TalkgenError):
 
 class InternalError(TalkgenError):
     code = "internal_error"
+    default_retryable = True
 
 
 ERROR_CODES: dict[str, type[TalkgenError]] = {

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from talkgen.errors import Cancelled
+from talkgen.errors import Cancelled, Timeout
 from talkgen.plan import MOTION, WINDOW, Window, windows
 from talkgen.progress import ProgressCallback, ProgressEvent
 
@@ -42,6 +43,7 @@ class Job:
     params: dict[str, Any] = field(default_factory=dict)
     on_progress: ProgressCallback | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None  # time.monotonic() value after which the job fails with `timeout`
     window_size: int = WINDOW
     motion_frames: int = MOTION
 
@@ -64,5 +66,11 @@ class Job:
             self.on_progress(ProgressEvent(self.id, stage, fraction, message))
 
     def check_cancelled(self) -> None:
+        """Raise if the job was cancelled or ran past its deadline; engines call this between windows."""
         if self.cancel.is_set():
             raise Cancelled("The job was cancelled.", retryable=False)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise Timeout(
+                f"The job ran past its {self.settings.job_timeout_s:g} s limit (TALKGEN_JOB_TIMEOUT_S): send "
+                "shorter audio or a smaller size, or raise the limit."
+            )

@@ -64,6 +64,7 @@ class TalkGen:
             if progress is not None:
                 progress(ProgressEvent(job_id, stage, fraction, message))
 
+        deadline = None if self.settings.job_timeout_s is None else time.monotonic() + self.settings.job_timeout_s
         report("validate", 1.0, "request is valid")
         workdir = Path(tempfile.mkdtemp(prefix=f"talkgen-{job_id}-", dir=self.settings.work_dir))
         try:
@@ -71,6 +72,7 @@ class TalkGen:
                 media = self._fetch(req, workdir, cancel, report)
             with _timed(timings, "prepare"):
                 job = self._prepare(req, job_id, workdir, media, progress, cancel)
+            job.deadline = deadline
             report("prepare", 1.0, f"{job.frames} frames at {job.width}x{job.height}")
             with _timed(timings, "load"):
                 engine = self._engine(engine_name)

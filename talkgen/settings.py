@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     presign_expiry_s: int = Field(7 * 24 * 3600, gt=0, le=7 * 24 * 3600)
 
     # jobs
+    job_timeout_s: float | None = Field(
+        None, gt=0, description="Fail a job with `timeout` after this many seconds (align with the platform's)."
+    )
     work_dir: Path | None = Field(None, description="Parent of per-job work directories (default: temp dir).")
 
     @field_validator("allowed_path_roots", "output_roots", mode="before")

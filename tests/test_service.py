@@ -142,3 +142,32 @@ def test_engine_failures_are_coded(service, media_dir: Path, work_root: Path, be
         assert len(built) == (2 if behaviour == "oom" else 1)
     finally:
         unregister_plugin("bad-engine")
+
+
+def test_deadline_gives_a_timeout_error(service, media_dir: Path, work_root: Path) -> None:
+    import time
+
+    from tests.support.media_factory import make_wav
+
+    make_wav(media_dir / "long.wav", seconds=8.0)
+    service.settings = service.settings.model_copy(update={"job_timeout_s": 0.5})
+
+    def slow(event) -> None:  # the engine reports per window; make each window take longer than the limit
+        if event.stage == "generate":
+            time.sleep(0.6)
+
+    with pytest.raises(TalkgenError) as err:
+        service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "long.wav"),
+                          "width": 128, "height": 128}, progress=slow)
+    assert err.value.code == "timeout" and err.value.retryable and "TALKGEN_JOB_TIMEOUT_S" in err.value.message
+    assert_no_leftovers(work_root)
+
+
+def test_readme_documents_every_error_code() -> None:
+    from talkgen.errors import ERROR_CODES
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for code, cls in ERROR_CODES.items():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{code}` |")), None)
+        assert row is not None, f"README lacks a row for {code}"
+        assert ("| yes" in row) == cls.default_retryable or "/ no" in row, row
