@@ -6,13 +6,14 @@ Exit codes: 0 success, 2 bad input (the request or its media), 1 any other failu
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from talkgen.errors import TalkgenError
+from talkgen.errors import InternalError, TalkgenError
 
 INPUT_ERROR_CODES = frozenset({
     "invalid_request", "missing_media", "conflicting_media", "unsupported_media", "media_unreadable",
@@ -42,6 +43,15 @@ def _fail(exc: TalkgenError, as_json: bool) -> None:
         where = f" [{exc.field}]" if exc.field else ""
         click.echo(f"error ({exc.code}{where}): {exc.message}", err=True)
     sys.exit(2 if exc.code in INPUT_ERROR_CODES else 1)
+
+
+def _internal(exc: Exception, as_json: bool) -> None:
+    """A bug, not the user's input: one clear line, the traceback only on request."""
+    if os.environ.get("TALKGEN_DEBUG"):
+        raise exc
+    err = InternalError(f"{type(exc).__name__}: {exc} (a bug in talkgen or a plugin; set TALKGEN_DEBUG=1 "
+                        "for the traceback)")
+    _fail(err, as_json)
 
 
 def _load_request(request_file: str | None) -> dict[str, Any]:
@@ -143,6 +153,9 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
             progress.done()
     except TalkgenError as exc:
         _fail(exc, as_json)
+        return
+    except Exception as exc:
+        _internal(exc, as_json)
         return
     response = result.to_response()
     if response.get("video"):

@@ -1,0 +1,305 @@
+"""Speech audio: decode any container, loudness-normalise, lay out speakers, write the soundtrack."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+import wave
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from talkgen.errors import InternalError, InvalidRequest, MediaUnreadable, UnsupportedMedia
+from talkgen.media.kinds import sniff
+from talkgen.media.probe import open_container, stream_end_seconds
+
+SAMPLE_RATE = 16000
+"""Rate of the per-speaker tracks fed to wav2vec2."""
+TARGET_LUFS = -23.0
+"""Integrated loudness every speaker is normalised to (as upstream InfiniteTalk)."""
+SOUNDTRACK_RATE = 48000
+"""Rate of the soundtrack WAV muxed into the output video."""
+BLOCK = 1 << 16
+"""Default samples per block when streaming audio."""
+SILENCE_LUFS = -70.0
+"""Quieter than this (BS.1770 absolute gate) counts as silence: no gain is applied."""
+LOUDNESS_BLOCK_S = 0.4
+AUDIO_TYPES = ("para", "add")
+
+
+def _label(path: Path, field_name: str | None) -> str:
+    return f"`{field_name}` ({path.name})" if field_name else path.name
+
+
+def _reblock(chunks: Iterable[np.ndarray], block: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of 1-D arrays into arrays of exactly ``block`` samples (the last may be shorter)."""
+    pending: list[np.ndarray] = []
+    size = 0
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        pending.append(chunk)
+        size += len(chunk)
+        if size < block:
+            continue
+        joined = np.concatenate(pending)
+        start = 0
+        while size - start >= block:
+            yield joined[start:start + block]
+            start += block
+        rest = joined[start:]
+        pending = [rest] if len(rest) else []
+        size = len(rest)
+    if size:
+        yield np.concatenate(pending)
+
+
+def _decoded(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, rate: int,
+             path: Path, field_name: str | None) -> Iterator[np.ndarray]:
+    """Mono float32 chunks at ``rate`` (channel mean, like librosa), trimmed to the container's stated end."""
+    resampler = av.AudioResampler(format="fltp", rate=rate)
+    end = stream_end_seconds(container, stream)
+    limit: int | None = None
+    emitted = 0
+
+    def mono(frames: list[av.AudioFrame]) -> Iterator[np.ndarray]:
+        nonlocal emitted
+        for out in frames:
+            arr = out.to_ndarray()
+            samples = arr[0] if arr.shape[0] == 1 else arr.mean(axis=0)
+            if limit is not None:
+                samples = samples[: max(0, limit - emitted)]
+            emitted += len(samples)
+            if len(samples):
+                yield samples.astype(np.float32, copy=False)
+
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                if limit is None and end is not None and frame.pts is not None and frame.time_base:
+                    limit = max(0, round((end - float(frame.pts * frame.time_base)) * rate))
+                yield from mono(resampler.resample(frame))
+        yield from mono(resampler.resample(None))
+    except av.FFmpegError as exc:
+        raise MediaUnreadable(
+            f"The audio in {_label(path, field_name)} cannot be decoded ({exc}): send a complete, valid "
+            "file.",
+            field=field_name,
+        ) from None
+
+
+def iter_audio(
+    path: Path, rate: int, block: int = BLOCK, *, field: str | None = None
+) -> Iterator[np.ndarray]:
+    """Stream any container's first audio stream as mono float32 blocks of ``block`` samples at ``rate``."""
+    path = Path(path)
+    kind, mime = sniff(path)
+    if kind == "image":
+        raise UnsupportedMedia(
+            f"{_label(path, field)} is an image ({mime}), not audio: send speech as wav, mp3, m4a, flac or "
+            "ogg, or a video with sound.",
+            field=field,
+        )
+    container = open_container(path, field)
+    try:
+        if not container.streams.audio:
+            raise UnsupportedMedia(
+                f"{_label(path, field)} has no audio stream: send speech as wav, mp3, m4a, flac or ogg, "
+                "or a video with sound.",
+                field=field,
+            )
+        yield from _reblock(_decoded(container, container.streams.audio[0], rate, path, field), block)
+    finally:
+        container.close()
+
+
+def decode_audio(path: Path, rate: int = SAMPLE_RATE, *, field: str | None = None) -> np.ndarray:
+    """The whole first audio stream as one mono float32 array at ``rate``."""
+    blocks = list(iter_audio(path, rate, field=field))
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def loudness_gain(samples: np.ndarray, rate: int) -> float:
+    """Linear gain that brings ``samples`` to `TARGET_LUFS`; 1.0 for silence or audio under 0.4 s."""
+    if len(samples) < math.ceil(LOUDNESS_BLOCK_S * rate):
+        return 1.0
+    import pyloudnorm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        loudness = float(pyloudnorm.Meter(rate, block_size=LOUDNESS_BLOCK_S).integrated_loudness(samples))
+    if not math.isfinite(loudness) or loudness < SILENCE_LUFS:
+        return 1.0
+    return float(10.0 ** ((TARGET_LUFS - loudness) / 20.0))
+
+
+@dataclass
+class PreparedAudio:
+    """Per-speaker 16 kHz tracks of exactly ``frames`` video frames, and the soundtrack WAV for the mux."""
+
+    tracks: list[np.ndarray]
+    rate: int
+    frames: int
+    fps: int
+    duration: float
+    soundtrack: Path
+    audio_type: str | None
+    natural_duration: float = 0.0
+    gains: list[float] = field(default_factory=list)
+
+    @property
+    def samples_per_frame(self) -> float:
+        return self.rate / self.fps
+
+
+def _fit(samples: np.ndarray, length: int) -> np.ndarray:
+    """Trim or zero-pad to ``length`` samples."""
+    if len(samples) >= length:
+        return samples[:length]
+    return np.concatenate([samples, np.zeros(length - len(samples), samples.dtype)])
+
+
+def _fit_stream(blocks: Iterable[np.ndarray], length: int, block: int) -> Iterator[np.ndarray]:
+    """Blocks totalling exactly ``length`` samples: the stream trimmed, then zeros."""
+    left = length
+    for chunk in blocks:
+        if left <= 0:
+            return
+        chunk = chunk[:left]
+        left -= len(chunk)
+        yield chunk
+    while left > 0:
+        n = min(block, left)
+        left -= n
+        yield np.zeros(n, np.float32)
+
+
+def _scaled(blocks: Iterable[np.ndarray], gain: float) -> Iterator[np.ndarray]:
+    for chunk in blocks:
+        yield chunk * np.float32(gain) if gain != 1.0 else chunk
+
+
+def _summed(a: Iterable[np.ndarray], b: Iterable[np.ndarray], block: int) -> Iterator[np.ndarray]:
+    """Sample-wise sum of two streams (the shorter one continues as silence)."""
+    for x, y in itertools.zip_longest(_reblock(a, block), _reblock(b, block)):
+        if x is None:
+            yield y
+        elif y is None:
+            yield x
+        elif len(x) == len(y):
+            yield x + y
+        else:
+            n = max(len(x), len(y))
+            yield _fit(x, n) + _fit(y, n)
+
+
+def write_wav(path: Path, blocks: Iterable[np.ndarray], rate: int) -> int:
+    """Write float blocks as 16-bit mono PCM WAV (clipped to [-1, 1]) block by block; returns samples."""
+    total = 0
+    with wave.open(str(path), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(rate)
+        for chunk in blocks:
+            pcm = np.rint(np.clip(chunk, -1.0, 1.0) * 32767.0).astype("<i2")
+            wf.writeframes(pcm.tobytes())
+            total += len(pcm)
+    return total
+
+
+def prepare_audio(
+    paths: list[Path],
+    audio_type: str | None,
+    out_dir: Path,
+    frames_for: Callable[[float], int],
+    fps: int = 25,
+    fields: list[str] | None = None,
+) -> PreparedAudio:
+    """Decode, normalise and lay out one or two speakers; write ``out_dir/soundtrack.wav``.
+
+    ``frames_for(natural_seconds)`` returns the number of video frames to make (it applies the caller's
+    caps); tracks and soundtrack are cut or zero-padded to exactly that many frames.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) not in (1, 2):
+        raise InvalidRequest(f"Give one or two speech audio files, not {len(paths)}.")
+    names: list[str | None] = list(fields) if fields else [None] * len(paths)
+    if len(names) != len(paths):
+        raise InternalError(f"prepare_audio: {len(paths)} paths but {len(names)} field names.")
+    if len(paths) == 1:
+        audio_type = None
+    else:
+        audio_type = audio_type or "para"
+        if audio_type not in AUDIO_TYPES:
+            raise InvalidRequest(
+                f"`audio_type` is {audio_type!r}: use 'para' (speakers talk at the same time) or 'add' "
+                "(speaker 1, then speaker 2).",
+                field="audio_type",
+            )
+
+    speech = [decode_audio(p, SAMPLE_RATE, field=n) for p, n in zip(paths, names, strict=True)]
+    for samples, p, n in zip(speech, paths, names, strict=True):
+        if not len(samples):
+            raise MediaUnreadable(
+                f"{_label(p, n)} contains no audio (zero samples): send a recording with speech.", field=n
+            )
+    gains = [loudness_gain(s, SAMPLE_RATE) for s in speech]
+    speech = [s * np.float32(g) if g != 1.0 else s for s, g in zip(speech, gains, strict=True)]
+
+    if audio_type is None:
+        tracks = speech
+    elif audio_type == "add":
+        a1, a2 = speech
+        tracks = [
+            np.concatenate([a1, np.zeros(len(a2), np.float32)]),
+            np.concatenate([np.zeros(len(a1), np.float32), a2]),
+        ]
+    else:
+        longest = max(len(s) for s in speech)
+        tracks = [_fit(s, longest) for s in speech]
+    natural = len(tracks[0]) / SAMPLE_RATE
+
+    frames = int(frames_for(natural))
+    if frames < 1:
+        raise InternalError(f"frames_for({natural:.3f}) returned {frames}; it must return at least 1.")
+    track_len = round(frames * SAMPLE_RATE / fps)
+    tracks = [np.ascontiguousarray(_fit(t, track_len), dtype=np.float32) for t in tracks]
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    soundtrack = out_dir / "soundtrack.wav"
+    total = round(frames * SOUNDTRACK_RATE / fps)
+    streams = [
+        _scaled(iter_audio(p, SOUNDTRACK_RATE, field=n), g)
+        for p, n, g in zip(paths, names, gains, strict=True)
+    ]
+    if audio_type == "add":
+        # Each turn keeps the exact length of its 16 kHz track so the mix lines up with the speakers' tracks.
+        ratio = SOUNDTRACK_RATE // SAMPLE_RATE if SOUNDTRACK_RATE % SAMPLE_RATE == 0 else None
+        lengths = [len(s) * ratio if ratio else round(len(s) * SOUNDTRACK_RATE / SAMPLE_RATE) for s in speech]
+        mix: Iterable[np.ndarray] = itertools.chain.from_iterable(
+            _fit_stream(s, n, BLOCK) for s, n in zip(streams, lengths, strict=True)
+        )
+    elif audio_type == "para":
+        mix = _summed(streams[0], streams[1], BLOCK)
+    else:
+        mix = streams[0]
+    written = write_wav(soundtrack, _fit_stream(mix, total, BLOCK), SOUNDTRACK_RATE)
+    if written != total:  # pragma: no cover - _fit_stream guarantees the length
+        raise InternalError(f"soundtrack has {written} samples, expected {total}")
+
+    return PreparedAudio(
+        tracks=tracks,
+        rate=SAMPLE_RATE,
+        frames=frames,
+        fps=fps,
+        duration=frames / fps,
+        soundtrack=soundtrack,
+        audio_type=audio_type,
+        natural_duration=natural,
+        gains=gains,
+    )
