@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import base64
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
 
 from talkgen.errors import TalkgenError
 from tests.conftest import assert_no_leftovers
+from tests.support.media_factory import make_header_only_png
 from tests.support.static_server import StaticServer
-
-
-def _png_header_only(path: Path, width: int, height: int) -> Path:
-    """A tiny but valid PNG that declares width x height pixels (a decompression bomb's shape)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-    return path
 
 
 def _refused(service, request: dict, code: str, field: str | None, work_root: Path) -> TalkgenError:
@@ -78,7 +66,7 @@ def test_corrupt_wav(service, media_dir: Path, work_root: Path) -> None:
 
 
 def test_decompression_bomb_png(service, media_dir: Path, work_root: Path) -> None:
-    bomb = _png_header_only(media_dir / "bomb.png", 20000, 20000)
+    bomb = make_header_only_png(media_dir / "bomb.png", 20000, 20000)
     assert bomb.stat().st_size < 1000
     err = _refused(service, {"image_path": str(bomb), "wav_path": str(media_dir / "speech.wav")},
                    "media_too_large", "image_path", work_root)
