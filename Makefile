@@ -19,7 +19,7 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed-$(TEST_EXTRAS)
 
 lint: install
-	$(BIN)/ruff check talkgen tests bench
+	$(BIN)/ruff check talkgen tests bench examples
 
 pytest: install
 	$(BIN)/pytest -q
