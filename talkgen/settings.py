@@ -16,7 +16,10 @@ RUNPOD_VOLUME = Path("/runpod-volume")
 
 
 def _default_path_roots() -> list[Path]:
-    roots = [EXAMPLES_DIR, Path.cwd()]
+    """The examples, the working directory (unless it is `/`, which would allow every file) and the volume."""
+    roots = [EXAMPLES_DIR]
+    if Path.cwd() != Path(Path.cwd().anchor):
+        roots.append(Path.cwd())
     if RUNPOD_VOLUME.is_dir():
         roots.append(RUNPOD_VOLUME)
     return roots
