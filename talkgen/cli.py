@@ -65,7 +65,22 @@ def _load_request(request_file: str | None) -> dict[str, Any]:
 
         raise InvalidRequest(f"Cannot read the request file {request_file}: {exc}.") from None
     # Accept the RunPod envelope {"input": {...}} as well as a bare request.
-    return data["input"] if isinstance(data, dict) and set(data) == {"input"} else data
+    if isinstance(data, dict) and set(data) == {"input"}:
+        data = data["input"]
+    if not isinstance(data, dict):
+        from talkgen.errors import InvalidRequest
+
+        raise InvalidRequest(f"The request in {request_file} must be a JSON object, got {type(data).__name__}.")
+    return data
+
+
+def _json_flag(flag: str, value: str) -> object:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        from talkgen.errors import InvalidRequest
+
+        raise InvalidRequest(f"{flag} must be JSON: {exc.msg}.") from None
 
 
 def _trusted_settings(request: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -119,6 +134,10 @@ def main() -> None:
 @click.option("--audio-guidance-scale", type=float)
 @click.option("--shift", type=float)
 @click.option("--max-duration", type=float, help="Cut the video at this many seconds.")
+@click.option("--max-frame", type=int, help="Cut the video at this many frames (25 fps).")
+@click.option("--speaker-boxes", help='Two speakers\' boxes as JSON: "[[x0,y0,x1,y1],[x0,y0,x1,y1]]".')
+@click.option("--force-offload/--no-force-offload", default=None, help="Offload model parts between uses.")
+@click.option("--network-volume", is_flag=True, default=None, help="Write to the network volume.")
 @click.option("--engine", help="Engine name (see `talkgen plugins`).")
 @click.option("--job-id")
 @click.option("-o", "--output", help="Where to write the mp4: a local path or a storage URL.")
@@ -137,6 +156,8 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
             request.setdefault("input_type", "video")
         if any(request.get(k) for k in _FLAG_FIELDS["audio2"]):
             request.setdefault("person_count", "multi")
+        if flags.get("speaker_boxes"):
+            flags["speaker_boxes"] = _json_flag("--speaker-boxes", flags["speaker_boxes"])
         request.update({k: v for k, v in flags.items() if v is not None})
         from talkgen.service import TalkGen
 
@@ -181,6 +202,9 @@ def validate(request_file: str, as_json: bool) -> None:
         req = TalkGen(_trusted_settings(request)).validate(request)
     except TalkgenError as exc:
         _fail(exc, as_json)
+        return
+    except Exception as exc:
+        _internal(exc, as_json)
         return
     refs = {role: ref.field for role, ref in req.media_refs().items()}
     size = "from the input's aspect" if req.resolution else "x".join(map(str, req.output_size()))

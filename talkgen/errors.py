@@ -10,25 +10,30 @@ from typing import Any, ClassVar
 
 
 class TalkgenError(Exception):
-    """Base error. Subclasses fix the code and the retryable default."""
+    """Base error: ``TalkgenError(code, message, retryable=None, field=None)``.
 
-    code: ClassVar[str] = "talkgen_error"
+    ``retryable`` defaults to what the code's table row says. Subclasses fix the code and take the
+    message first: ``MissingMedia("Set `wav_url`.", field="wav_url")``.
+    """
+
+    code: str = "talkgen_error"
     default_retryable: ClassVar[bool] = False
 
     def __init__(
         self,
+        code: str,
         message: str,
-        *,
-        code: str | None = None,
         retryable: bool | None = None,
         field: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        self.code = code
         self.message = message
-        if code is not None:
-            self.code = code  # type: ignore[misc]
-        self.retryable = self.default_retryable if retryable is None else retryable
+        if retryable is None:
+            known = ERROR_CODES.get(code)
+            retryable = known.default_retryable if known is not None else self.default_retryable
+        self.retryable = retryable
         self.field = field
         self.details = details or {}
 
@@ -45,7 +50,22 @@ class TalkgenError(Exception):
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
 
 
-class InvalidRequest(TalkgenError):
+class _CodedError(TalkgenError):
+    """A subclass with a fixed code: constructed from the message alone."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(type(self).code, message, self.default_retryable if retryable is None else retryable,
+                         field, details)
+
+
+class InvalidRequest(_CodedError):
     code = "invalid_request"
 
 
@@ -57,37 +77,37 @@ class ConflictingMedia(InvalidRequest):
     code = "conflicting_media"
 
 
-class UnsupportedMedia(TalkgenError):
+class UnsupportedMedia(_CodedError):
     code = "unsupported_media"
 
 
-class MediaUnreadable(TalkgenError):
+class MediaUnreadable(_CodedError):
     code = "media_unreadable"
 
 
-class MediaTooLarge(TalkgenError):
+class MediaTooLarge(_CodedError):
     code = "media_too_large"
 
 
-class ForbiddenSource(TalkgenError):
+class ForbiddenSource(_CodedError):
     code = "forbidden_source"
 
 
-class FetchFailed(TalkgenError):
+class FetchFailed(_CodedError):
     code = "fetch_failed"
     default_retryable = True
 
 
-class TooLong(TalkgenError):
+class TooLong(_CodedError):
     code = "too_long"
 
 
-class EngineUnavailable(TalkgenError):
+class EngineUnavailable(_CodedError):
     code = "engine_unavailable"
     default_retryable = True
 
 
-class EngineFailed(TalkgenError):
+class EngineFailed(_CodedError):
     code = "engine_failed"
 
 
@@ -95,30 +115,30 @@ class OutOfMemory(EngineFailed):
     code = "out_of_memory"
 
 
-class OutputFailed(TalkgenError):
+class OutputFailed(_CodedError):
     code = "output_failed"
     default_retryable = True
 
 
-class Timeout(TalkgenError):
+class Timeout(_CodedError):
     code = "timeout"
     default_retryable = True
 
 
-class Cancelled(TalkgenError):
+class Cancelled(_CodedError):
     code = "cancelled"
 
 
-class InvalidConfig(TalkgenError):
+class InvalidConfig(_CodedError):
     code = "invalid_config"
 
 
-class InternalError(TalkgenError):
+class InternalError(_CodedError):
     code = "internal_error"
     default_retryable = True
 
 
-ERROR_CODES: dict[str, type[TalkgenError]] = {
+ERROR_CODES: dict[str, type[_CodedError]] = {
     cls.code: cls
     for cls in (
         InvalidRequest, MissingMedia, ConflictingMedia, UnsupportedMedia, MediaUnreadable, MediaTooLarge,

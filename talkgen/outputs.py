@@ -69,13 +69,17 @@ class FileSink:
 
     def deliver(self, video: Path, destination: str, settings: Settings) -> dict[str, str]:
         target = _local_path(destination)
+        tmp = target.with_name(f".{target.name}.partial")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.partial")
             shutil.copyfile(video, tmp)
             os.replace(tmp, target)
         except OSError as exc:
-            raise OutputFailed(f"Could not write the video to {target}: {exc.strerror or exc}.") from exc
+            tmp.unlink(missing_ok=True)
+            raise OutputFailed(
+                f"Could not write the video to {target}: {exc.strerror or exc}. Choose a writable file path.",
+                retryable=False,
+            ) from exc
         return {"video_path": str(target)}
 
 
@@ -151,15 +155,41 @@ def planned_destination(request: TalkRequest, settings: Settings, job_id: str, o
         return str(settings.volume_dir / f"talkgen_{job_id}.mp4")
     if request.output_url:
         url = _with_name(request.output_url, job_id)
-        if _is_local(url) and not _under(_local_path(url), settings.output_roots):
-            raise ForbiddenSource(
-                f"`output_url` {request.output_url!r} is a local path outside the allowed output roots "
-                f"({', '.join(map(str, settings.output_roots)) or 'none'}): use a storage URL such as "
-                "s3://bucket/prefix/, or set TALKGEN_OUTPUT_ROOTS.",
-                field="output_url",
-            )
+        if _is_local(url):
+            if not _under(_local_path(url), settings.output_roots):
+                raise ForbiddenSource(
+                    f"`output_url` {request.output_url!r} is a local path outside the allowed output roots "
+                    f"({', '.join(map(str, settings.output_roots)) or 'none'}): use a storage URL such as "
+                    "s3://bucket/prefix/, or set TALKGEN_OUTPUT_ROOTS.",
+                    field="output_url",
+                )
+        else:
+            _check_remote(url, settings)
         return url
     return None
+
+
+def _check_remote(url: str, settings: Settings) -> None:
+    """An untrusted storage URL: an allowed protocol, no chaining, and a driver that is installed."""
+    protocol = url.split("://", 1)[0]
+    if "::" in url or protocol not in settings.output_protocols:
+        raise ForbiddenSource(
+            f"`output_url` {url.split('?', 1)[0]!r} uses {protocol!r}; requests may write to "
+            f"{', '.join(p + '://' for p in settings.output_protocols)} (TALKGEN_OUTPUT_PROTOCOLS), without "
+            "'::' chaining.",
+            field="output_url",
+        )
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as exc:
+        raise OutputFailed(
+            f"`output_url` needs the {protocol}:// driver, which is not installed: {exc}", retryable=False,
+            field="output_url",
+        ) from None
+    except ValueError as exc:
+        raise ForbiddenSource(f"`output_url`: {exc}.", field="output_url") from None
 
 
 def choose_destination(planned: str | None, video_size: int, settings: Settings, job_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import shutil
 import tempfile
@@ -14,7 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from talkgen.errors import EngineFailed, EngineUnavailable, InternalError, OutOfMemory, TalkgenError, TooLong
+from talkgen.errors import (
+    Cancelled,
+    EngineFailed,
+    EngineUnavailable,
+    InternalError,
+    InvalidRequest,
+    OutOfMemory,
+    TalkgenError,
+    TooLong,
+    UnsupportedMedia,
+)
 from talkgen.job import Job
 from talkgen.plan import frame_count
 from talkgen.progress import ProgressCallback, ProgressEvent
@@ -38,7 +49,7 @@ class TalkGen:
     def validate(self, request: dict[str, Any] | TalkRequest) -> TalkRequest:
         """Check a request without fetching anything; raises `TalkgenError`."""
         req = TalkRequest.parse(request)
-        self._engine_entry(req.engine or self.default_engine)
+        self._engine_entry(req.engine or self.default_engine, requested=req.engine is not None)
         return req
 
     def generate(
@@ -69,7 +80,7 @@ class TalkGen:
         workdir = Path(tempfile.mkdtemp(prefix=f"talkgen-{job_id}-", dir=self.settings.work_dir))
         try:
             with _timed(timings, "fetch"):
-                media = self._fetch(req, workdir, cancel, report)
+                media = self._fetch(req, workdir, cancel, deadline, report)
             with _timed(timings, "prepare"):
                 job = self._prepare(req, job_id, workdir, media, progress, cancel)
             job.deadline = deadline
@@ -104,18 +115,17 @@ class TalkGen:
         self._engines.clear()
 
     # ---- stages ----
-    def _fetch(self, req: TalkRequest, workdir: Path, cancel: threading.Event, report) -> dict:  # type: ignore[no-untyped-def]
+    def _fetch(self, req: TalkRequest, workdir: Path, cancel: threading.Event, deadline: float | None,
+               report) -> dict:  # type: ignore[no-untyped-def]
         from talkgen.sources import FetchContext, fetch_media
 
-        ctx = FetchContext(self.settings, workdir / "inputs", cancel)
+        ctx = FetchContext(self.settings, workdir / "inputs", cancel, deadline)
         refs = req.media_refs()
         media = {}
         for i, (role, ref) in enumerate(refs.items()):
             report("fetch", i / len(refs), f"fetching {ref.field}")
             media[role] = fetch_media(ref, ctx)
             if cancel.is_set():
-                from talkgen.errors import Cancelled
-
                 raise Cancelled("The job was cancelled.")
         report("fetch", 1.0, "inputs fetched")
         return media
@@ -129,8 +139,6 @@ class TalkGen:
         if mode.is_video:
             visual = probe_av(visual_media.path, field=visual_media.source)
             if not visual.has_video:
-                from talkgen.errors import UnsupportedMedia
-
                 raise UnsupportedMedia(
                     f"`{visual_media.source}` has no video stream: V2V needs a video with frames.",
                     field=visual_media.source,
@@ -152,14 +160,21 @@ class TalkGen:
             return frame_count(duration, fps, max_seconds)
 
         audio_media = [media[r.name] for r in mode.audio_roles]
+        # Decode no further than needed: the caller's cap, or just past the server's (to detect "too long").
+        limit = min(max_seconds or math.inf, self.settings.max_duration_s + 1.0)
         audio = prepare_audio(
             [m.path for m in audio_media], req.resolved_audio_type, workdir / "audio", frames_for, fps,
-            fields=[m.source for m in audio_media],
+            fields=[m.source for m in audio_media], decode_limit_s=limit,
         )
         boxes = req.speaker_boxes
+        w, h = visual.width, visual.height
         if mode.speakers == 2 and boxes is None:
-            w, h = visual.width, visual.height
             boxes = [[0, 0, w / 2, h], [w / 2, 0, w, h]]
+        elif boxes is not None and any(x1 > w or y1 > h for _, _, x1, y1 in boxes):
+            raise InvalidRequest(
+                f"`speaker_boxes` {boxes} reach outside the {w}x{h} input: give boxes in its pixels.",
+                field="speaker_boxes",
+            )
         return Job(
             id=job_id, request=req, mode=mode, settings=self.settings, workdir=workdir, media=media,
             visual=visual, audio=audio, width=width, height=height, fps=fps,
@@ -167,14 +182,18 @@ class TalkGen:
             on_progress=progress, cancel=cancel,
         )
 
-    def _engine_entry(self, name: str):  # type: ignore[no-untyped-def]
+    def _engine_entry(self, name: str, requested: bool = True):  # type: ignore[no-untyped-def]
         from talkgen.plugins import get_registry
 
         engines = get_registry().engines
         if name not in engines:
             known = ", ".join(sorted(engines)) or "none installed"
-            from talkgen.errors import InvalidRequest
-
+            if not requested:  # the operator's default, not the caller's mistake
+                raise EngineUnavailable(
+                    f"The default engine {name!r} (TALKGEN_ENGINE) is not installed: install it (e.g. "
+                    f"pip install 'talkgen[{name}]') or set TALKGEN_ENGINE to one of: {known}.",
+                    retryable=False,
+                )
             raise InvalidRequest(
                 f"Unknown engine {name!r}: use one of {known} (see `talkgen plugins`).", field="engine"
             )

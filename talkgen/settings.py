@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     output_url: str | None = Field(
         None, description="fsspec URL prefix for videos too large to inline (e.g. s3://bucket/talkgen/)."
     )
+    output_protocols: list[str] = Field(
+        default_factory=lambda: ["s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"],
+        description="Storage protocols a request's output_url may write to (JSON list).",
+    )
     output_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=_default_output_roots,
         description="Local directories a request's output_url may write into.",

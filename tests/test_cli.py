@@ -51,10 +51,18 @@ def test_exit_code_2_for_bad_input_1_for_other_failures(media_dir: Path, tmp_pat
                      tmp_path, work_root)
     assert wrong_kind.returncode == 2 and "unsupported_media" in wrong_kind.stderr
     assert "Traceback" not in wrong_kind.stderr
-    # A storage backend that cannot be reached is not the input's fault: exit 1.
-    no_engine = run(["generate", "--image", str(media_dir / "face.png"), "--audio", str(media_dir / "speech.wav"),
-                     "-o", "o.mp4"], tmp_path, work_root, TALKGEN_ENGINE="no-such-engine")
-    assert no_engine.returncode == 2 and "Unknown engine 'no-such-engine'" in no_engine.stderr
+    named = run(["generate", "--image", str(media_dir / "face.png"), "--audio", str(media_dir / "speech.wav"),
+                 "--engine", "no-such-engine"], tmp_path, work_root)
+    assert named.returncode == 2 and "Unknown engine 'no-such-engine'" in named.stderr
+    not_a_request = tmp_path / "list.json"
+    not_a_request.write_text("[1, 2]")
+    for command in (["validate", str(not_a_request)], ["generate", "--request", str(not_a_request)]):
+        proc = run(command, tmp_path, work_root)
+        assert proc.returncode == 2 and "must be a JSON object" in proc.stderr and "Traceback" not in proc.stderr
+    # The operator's default engine missing, or storage that cannot be reached, is not the input's fault: exit 1.
+    default = run(["generate", "--image", str(media_dir / "face.png"), "--audio", str(media_dir / "speech.wav"),
+                   "-o", "o.mp4"], tmp_path, work_root, TALKGEN_ENGINE="no-such-engine")
+    assert default.returncode == 1 and "engine_unavailable" in default.stderr and "TALKGEN_ENGINE" in default.stderr
     upload = run(["generate", "--image", str(media_dir / "face.png"), "--audio", str(media_dir / "speech.wav"),
                   "-o", "s3://bucket/x.mp4"], tmp_path, work_root,
                  TALKGEN_STORAGE_OPTIONS=json.dumps({"s3": {"key": "k", "secret": "s", "client_kwargs": {
@@ -86,7 +94,7 @@ def test_plugins_lists_builtins_and_the_installed_test_plugin(tmp_path: Path, wo
     assert rows[("engine", "test-bars")]["distribution"] == "talkgen-test-engine 0.1"
 
 
-def test_help_is_fast_and_light(tmp_path: Path) -> None:
+def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     code = ("import sys, runpy; sys.argv = ['talkgen', '--help']\n"
             "try:\n    runpy.run_module('talkgen.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('torch', 'runpod', 'diffusers', 'transformers', 'av', 'numpy') if m in sys.modules]\n"

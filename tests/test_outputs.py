@@ -60,7 +60,8 @@ def test_oversize_without_destination_is_a_clear_error(service, media_dir: Path,
 
 
 def test_request_output_url_exact_name_and_prefix(service, s3, media_dir: Path) -> None:
-    service.settings = service.settings.model_copy(update={"storage_options": {"s3": s3.storage_options}})
+    service.settings = service.settings.model_copy(update={
+        "storage_options": {"s3": s3.storage_options}, "output_protocols": ["s3", "memory"]})
     exact = service.generate(_request(media_dir, output_url=f"s3://{BUCKET}/exact/name.mp4"))
     assert exact.video_url == f"s3://{BUCKET}/exact/name.mp4"
     import fsspec
@@ -92,3 +93,25 @@ def test_local_output_url_only_under_output_roots(service, media_dir: Path, tmp_
     result = service.generate(_request(media_dir, output_url=f"file://{allowed}"))
     assert result.video_path == str(allowed) and decode(allowed).count == 50
     assert_no_leftovers(work_root)
+
+
+@pytest.mark.parametrize("url", ["local:///tmp/talkgen-pwn.mp4", "simplecache::file:///tmp/talkgen-pwn.mp4",
+                                 "FILE:///tmp/talkgen-pwn.mp4", "ftp://10.0.0.1/x.mp4", "memory://x/",
+                                 "nosuchproto://bucket/x.mp4"])
+def test_untrusted_output_url_cannot_reach_local_files_or_other_hosts(service, media_dir: Path, url: str,
+                                                                      work_root: Path) -> None:
+    with pytest.raises(TalkgenError) as err:  # refused before any work: the wav URL is never fetched
+        service.generate({**_request(media_dir), "wav_path": None, "wav_url": "http://127.0.0.1:9/a.wav",
+                          "output_url": url})
+    assert err.value.code == "forbidden_source" and err.value.field == "output_url"
+    assert not Path("/tmp/talkgen-pwn.mp4").exists()
+    assert_no_leftovers(work_root)
+
+
+def test_failed_local_write_leaves_no_partial_file(service, media_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "outdir" / "clip.mp4"
+    target.mkdir(parents=True)  # a directory where the file should go
+    with pytest.raises(TalkgenError) as err:
+        service.generate(_request(media_dir), output=target)
+    assert err.value.code == "output_failed" and err.value.retryable is False
+    assert sorted(p.name for p in target.parent.iterdir()) == ["clip.mp4"]

@@ -88,3 +88,50 @@ def test_unknown_engine_fails_before_fetching(service, media_dir: Path, work_roo
     err = _refused(service, {"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
                              "engine": "nope"}, "invalid_request", "engine", work_root)
     assert "test-bars" in err.message
+
+
+def test_speaker_boxes_outside_the_image(service, media_dir: Path, work_root: Path) -> None:
+    err = _refused(service, {"person_count": "multi", "image_path": str(media_dir / "face.png"),
+                             "wav_path": str(media_dir / "speech.wav"), "wav_path_2": str(media_dir / "speech2.wav"),
+                             "speaker_boxes": [[0, 0, 40, 64], [40, 0, 500, 64]]},
+                   "invalid_request", "speaker_boxes", work_root)
+    assert "96x64" in err.message
+
+
+def test_default_engine_missing_is_the_operators_problem(service, media_dir: Path, work_root: Path) -> None:
+    service.default_engine = "native-not-installed"
+    err = _refused(service, {"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav")},
+                   "engine_unavailable", None, work_root)
+    assert "TALKGEN_ENGINE" in err.message and err.retryable is False
+
+
+def test_job_deadline_covers_a_slow_download(service, media_dir: Path, work_root: Path) -> None:
+    import time
+
+    from tests.support.http_server import LoopbackServer, Reply
+
+    service.settings = service.settings.model_copy(update={"job_timeout_s": 1.0})
+    head = (media_dir / "speech.wav").read_bytes()[:2000]
+
+    def trickle():  # a server that keeps sending, slowly: each chunk well within the read timeout
+        for _ in range(40):
+            time.sleep(0.3)
+            yield head
+
+    with LoopbackServer() as srv:
+        srv.route("/slow.wav", Reply(body=trickle, content_length=False))
+        start = time.monotonic()
+        err = _refused(service, {"image_path": str(media_dir / "face.png"), "wav_url": srv.url("/slow.wav")},
+                       "timeout", "wav_url", work_root)
+    assert time.monotonic() - start < 3.0 and "TALKGEN_JOB_TIMEOUT_S" in err.message
+
+
+def test_long_audio_is_not_decoded_past_the_cap(service, media_dir: Path, work_root: Path) -> None:
+    from talkgen.media.audio import decode_audio
+    from tests.support.media_factory import make_wav
+
+    long = make_wav(media_dir / "long.wav", seconds=30.0)
+    assert len(decode_audio(long, 16000, max_seconds=2.0)) == 32000
+    service.settings = service.settings.model_copy(update={"max_duration_s": 5.0})
+    _refused(service, {"image_path": str(media_dir / "face.png"), "wav_path": str(long)},
+             "too_long", "max_duration", work_root)

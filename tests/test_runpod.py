@@ -57,7 +57,7 @@ def test_runsync_validation_error_is_a_clear_failed_job(client, media_dir: Path,
     del req["wav_path"]
     body = client.post("/runsync", json={"input": req}).json()
     assert body["status"] == "FAILED"
-    assert body["error"].startswith("missing_media: ") and "`wav_url`" in body["error"]
+    assert body["error"].startswith("Mode I2V_single needs speaker 1's audio") and "`wav_url`" in body["error"]
     assert_no_leftovers(work_root)
 
 
@@ -78,6 +78,13 @@ def test_handler_error_fields_progress_and_warm_engine(worker, media_dir: Path, 
     assert worker.handler({"id": "x", "input": "not json"})["error_code"] == "invalid_request"
 
 
+def test_request_log_line_hides_secrets(worker) -> None:
+    line = worker._describe({"image_url": "https://user:s3cret@host.example/a.png?token=abc",
+                             "wav_base64": "UklGR" * 1000, "prompt": "hi"})
+    assert "s3cret" not in line and "token" not in line and "UklGR" not in line
+    assert "https://host.example/a.png" in line and "wav_base64=<5000 chars>" in line
+
+
 def test_test_input_flag_runs_one_job(media_dir: Path, work_root: Path) -> None:
     env = subprocess_env(TALKGEN_ENGINE="test-bars", TALKGEN_ALLOWED_PATH_ROOTS=str(media_dir),
                          TALKGEN_WORK_DIR=str(work_root))
@@ -90,7 +97,7 @@ def test_test_input_flag_runs_one_job(media_dir: Path, work_root: Path) -> None:
                           json.dumps({"input": {"image_path": str(media_dir / "face.png")}})],
                          env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1
-    assert "missing_media" in bad.stdout + bad.stderr
+    assert "needs speaker 1's audio" in bad.stdout + bad.stderr
     assert_no_leftovers(work_root)
 
 

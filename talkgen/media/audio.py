@@ -117,10 +117,18 @@ def iter_audio(
         container.close()
 
 
-def decode_audio(path: Path, rate: int = SAMPLE_RATE, *, field: str | None = None) -> np.ndarray:
-    """The whole first audio stream as one mono float32 array at ``rate``."""
-    blocks = list(iter_audio(path, rate, field=field))
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+def decode_audio(path: Path, rate: int = SAMPLE_RATE, *, field: str | None = None,
+                 max_seconds: float | None = None) -> np.ndarray:
+    """The first audio stream as one mono float32 array at ``rate``; decoding stops at ``max_seconds``."""
+    limit = None if max_seconds is None else math.ceil(max_seconds * rate)
+    blocks, total = [], 0
+    for block in iter_audio(path, rate, field=field):
+        blocks.append(block)
+        total += len(block)
+        if limit is not None and total >= limit:
+            break  # closes the decoder: memory stays bounded by the cap, not by the file
+    samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return samples if limit is None else samples[:limit]
 
 
 def loudness_gain(samples: np.ndarray, rate: int) -> float:
@@ -218,11 +226,13 @@ def prepare_audio(
     frames_for: Callable[[float], int],
     fps: int = 25,
     fields: list[str] | None = None,
+    decode_limit_s: float | None = None,
 ) -> PreparedAudio:
     """Decode, normalise and lay out one or two speakers; write ``out_dir/soundtrack.wav``.
 
     ``frames_for(natural_seconds)`` returns the number of video frames to make (it applies the caller's
-    caps); tracks and soundtrack are cut or zero-padded to exactly that many frames.
+    caps); tracks and soundtrack are cut or zero-padded to exactly that many frames. Each file is decoded
+    no further than ``decode_limit_s`` seconds, so a very long input cannot exhaust memory.
     """
     paths = [Path(p) for p in paths]
     if len(paths) not in (1, 2):
@@ -241,7 +251,8 @@ def prepare_audio(
                 field="audio_type",
             )
 
-    speech = [decode_audio(p, SAMPLE_RATE, field=n) for p, n in zip(paths, names, strict=True)]
+    speech = [decode_audio(p, SAMPLE_RATE, field=n, max_seconds=decode_limit_s)
+              for p, n in zip(paths, names, strict=True)]
     for samples, p, n in zip(speech, paths, names, strict=True):
         if not len(samples):
             raise MediaUnreadable(

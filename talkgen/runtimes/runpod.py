@@ -20,6 +20,7 @@ from typing import Any
 from talkgen.errors import InvalidRequest, TalkgenError
 from talkgen.progress import ProgressEvent
 from talkgen.service import TalkGen
+from talkgen.sources.url import display_url
 
 log = logging.getLogger("talkgen.runpod")
 PROGRESS_MIN_INTERVAL_S = 2.0
@@ -59,7 +60,7 @@ def _describe(inp: dict[str, Any]) -> str:
         if key.endswith("base64") or key.endswith("base64_2"):
             parts.append(f"{key}=<{len(str(value))} chars>")
         elif isinstance(value, str) and "://" in value:
-            parts.append(f"{key}={value.split('?', 1)[0]}")
+            parts.append(f"{key}={display_url(value)}")
         else:
             parts.append(f"{key}={value!r}"[:120])
     return ", ".join(parts)
@@ -106,13 +107,10 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
     except TalkgenError as exc:
         log.warning("job %s failed: %s: %s", job.get("id"), exc.code, exc.message)
         out = exc.to_dict()
-        # RunPod keeps only the `error` string of a failed job in some views: lead it with the code.
-        out["error"] = f"{exc.code}: {exc.message}"
     except Exception as exc:  # a bug: say so plainly, keep the traceback in the log
         log.exception("job %s crashed", job.get("id"))
-        out = {"error": f"internal_error: {type(exc).__name__} inside the worker; see the worker log.",
+        out = {"error": f"Internal error ({type(exc).__name__}) in the worker; its log has the details.",
                "error_code": "internal_error", "retryable": True}
-        out["refresh_worker"] = True
     if tg is not None and not tg.healthy:
         out["refresh_worker"] = True
     return out

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from talkgen.errors import Cancelled, MediaTooLarge
+from talkgen.errors import Cancelled, MediaTooLarge, Timeout
 from talkgen.request import MediaRef
 from talkgen.settings import MB, Settings
 
@@ -20,6 +21,7 @@ class FetchContext:
     settings: Settings
     dest_dir: Path
     cancel: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None  # time.monotonic() after which fetching fails with `timeout`
 
     def dest_for(self, ref: MediaRef) -> Path:
         """The file a source writes for ``ref`` (named by role, never by the user's file name)."""
@@ -48,8 +50,15 @@ CHUNK = 1 << 20
 
 
 def check_cancel(ref: MediaRef, ctx: FetchContext) -> None:
+    """Raise when the job was cancelled or ran out of time; sources call it between chunks."""
     if ctx.cancel.is_set():
         raise Cancelled(f"Fetching `{ref.field}` was cancelled.", field=ref.field)
+    if ctx.deadline is not None and time.monotonic() > ctx.deadline:
+        raise Timeout(
+            f"Fetching `{ref.field}` ran past the job's time limit (TALKGEN_JOB_TIMEOUT_S): use a faster "
+            "host or a smaller file.",
+            field=ref.field,
+        )
 
 
 def too_large(ref: MediaRef, limit: int, size: int | None = None) -> MediaTooLarge:

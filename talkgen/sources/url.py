@@ -25,7 +25,7 @@ from talkgen.errors import FetchFailed, ForbiddenSource, InvalidRequest
 from talkgen.hookspecs import hookimpl
 from talkgen.request import MediaRef
 from talkgen.settings import Settings
-from talkgen.sources.base import CHUNK, FetchContext, check_cancel, too_large, write_capped
+from talkgen.sources.base import FetchContext, check_cancel, too_large, write_capped
 
 SCHEMES = ("http", "https")
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -268,7 +268,7 @@ def _stream_body(response: httpx.Response, ref: MediaRef, ctx: FetchContext, des
     if length.isdigit() and int(length) > limit:
         raise too_large(ref, limit, int(length))
     try:
-        write_capped(response.iter_bytes(CHUNK), dest, ref, ctx)
+        write_capped(response.iter_bytes(), dest, ref, ctx)  # as data arrives: caps, cancel and deadline act promptly
     except httpx.TimeoutException as exc:
         raise _Retry(f"timed out while downloading ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
