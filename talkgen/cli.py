@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -36,7 +38,7 @@ def _media_field(flag: str, value: str) -> tuple[str, str]:
     return path_field, str(Path(value).expanduser().resolve())
 
 
-def _fail(exc: TalkgenError, as_json: bool) -> None:
+def _fail(exc: TalkgenError, as_json: bool) -> NoReturn:
     if as_json:
         click.echo(json.dumps(exc.to_dict()))
     else:
@@ -45,13 +47,18 @@ def _fail(exc: TalkgenError, as_json: bool) -> None:
     sys.exit(2 if exc.code in INPUT_ERROR_CODES else 1)
 
 
-def _internal(exc: Exception, as_json: bool) -> None:
-    """A bug, not the user's input: one clear line, the traceback only on request."""
-    if os.environ.get("TALKGEN_DEBUG"):
-        raise exc
-    err = InternalError(f"{type(exc).__name__}: {exc} (a bug in talkgen or a plugin; set TALKGEN_DEBUG=1 "
-                        "for the traceback)")
-    _fail(err, as_json)
+@contextmanager
+def _reported_errors(as_json: bool) -> Iterator[None]:
+    """Turn failures into one clear line and the exit code; a bug shows its traceback only on request."""
+    try:
+        yield
+    except TalkgenError as exc:
+        _fail(exc, as_json)
+    except Exception as exc:
+        if os.environ.get("TALKGEN_DEBUG"):
+            raise
+        _fail(InternalError(f"{type(exc).__name__}: {exc} (a bug in talkgen or a plugin; set TALKGEN_DEBUG=1 "
+                            "for the traceback)"), as_json)
 
 
 def _load_request(request_file: str | None) -> dict[str, Any]:
@@ -144,7 +151,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def generate(request_file: str | None, output: str | None, as_json: bool, **flags: Any) -> None:
     """Generate a talking video."""
-    try:
+    with _reported_errors(as_json):
         request = _load_request(request_file)
         for flag in _FLAG_FIELDS:
             value = flags.pop(flag)
@@ -172,12 +179,6 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
             result = service.generate(req, output=output, progress=progress)
         finally:
             progress.done()
-    except TalkgenError as exc:
-        _fail(exc, as_json)
-        return
-    except Exception as exc:
-        _internal(exc, as_json)
-        return
     response = result.to_response()
     if response.get("video"):
         response["video"] = f"<inline data URI, {len(response['video'])} chars>"
@@ -195,17 +196,11 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
 @click.option("--json", "as_json", is_flag=True)
 def validate(request_file: str, as_json: bool) -> None:
     """Check a request file (fetches nothing)."""
-    try:
+    with _reported_errors(as_json):
         from talkgen.service import TalkGen
 
         request = _load_request(request_file)
         req = TalkGen(_trusted_settings(request)).validate(request)
-    except TalkgenError as exc:
-        _fail(exc, as_json)
-        return
-    except Exception as exc:
-        _internal(exc, as_json)
-        return
     refs = {role: ref.field for role, ref in req.media_refs().items()}
     size = "from the input's aspect" if req.resolution else "x".join(map(str, req.output_size()))
     summary = {"valid": True, "mode": req.mode.value, "media": refs, "size": size,

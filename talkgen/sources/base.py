@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -28,14 +29,24 @@ class FetchContext:
         self.dest_dir.mkdir(parents=True, exist_ok=True)
         return self.dest_dir / f"input_{ref.role}"
 
+    @contextmanager
+    def partial_file(self, ref: MediaRef) -> Iterator[Path]:
+        """``dest_for(ref)``, removed again if the block fails: no half-written input is left behind."""
+        dest = self.dest_for(ref)
+        try:
+            yield dest
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+
 
 @runtime_checkable
 class Source(Protocol):
     """A media source. ``handles`` decides by the reference alone; ``fetch`` writes the bytes.
 
     ``fetch`` must stream (never hold the whole file in memory), enforce the size caps in the settings,
-    raise `talkgen.errors.TalkgenError` subclasses naming ``ref.field``, and remove its partial file on
-    any failure.
+    raise `talkgen.errors.TalkgenError` subclasses naming ``ref.field``, and leave no partial file on
+    failure (write inside ``with ctx.partial_file(ref) as dest:``).
     """
 
     name: str

@@ -40,13 +40,8 @@ class Base64Source:
     def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
         start = _payload_start(ref)
         _check_size(ref, ctx, start)
-        dest = ctx.dest_for(ref)
-        try:
-            with open(dest, "wb") as out:
-                _Decoder(ref, ctx).run(start, out)
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
+        with ctx.partial_file(ref) as dest, open(dest, "wb") as out:
+            _Decoder(ref, ctx).run(start, out)
         return dest
 
 

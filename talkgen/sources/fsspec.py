@@ -57,12 +57,8 @@ class FsspecSource:
     def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
         protocol = _protocol(ref.value)
         _check_allowed(ref, protocol, ctx)
-        dest = ctx.dest_for(ref)
-        try:
+        with ctx.partial_file(ref) as dest:
             _copy(ref, ctx, protocol, dest)
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
         return dest
 
 

@@ -28,12 +28,8 @@ class PathSource:
 
     def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
         source = _allowed_file(ref, ctx)
-        dest = ctx.dest_for(ref)
-        try:
+        with ctx.partial_file(ref) as dest:
             _copy(source, dest, ref, ctx)
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
         return dest
 
 

@@ -130,12 +130,8 @@ class UrlSource:
         return ref.via == "url" and _scheme(ref.value) in SCHEMES
 
     def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
-        dest = ctx.dest_for(ref)
-        try:
+        with ctx.partial_file(ref) as dest:
             self._fetch_with_retries(ref, ctx, dest)
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
         return dest
 
     def _fetch_with_retries(self, ref: MediaRef, ctx: FetchContext, dest: Path) -> None:
