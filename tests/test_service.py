@@ -171,3 +171,22 @@ def test_readme_documents_every_error_code() -> None:
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{code}` |")), None)
         assert row is not None, f"README lacks a row for {code}"
         assert ("| yes" in row) == cls.default_retryable or "/ no" in row, row
+
+
+def test_top_level_generate_uses_environment_settings(media_dir: Path, work_root: Path, tmp_path: Path,
+                                                      monkeypatch) -> None:
+    import talkgen
+    from talkgen import service as service_module
+
+    monkeypatch.setenv("TALKGEN_ENGINE", "test-bars")
+    monkeypatch.setenv("TALKGEN_ALLOWED_PATH_ROOTS", str(media_dir))
+    monkeypatch.setenv("TALKGEN_WORK_DIR", str(work_root))
+    monkeypatch.setattr(service_module, "_default_instance", None)
+    result = talkgen.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
+                               "width": 128, "height": 128, "seed": 5})
+    assert isinstance(result, talkgen.TalkResult) and result.engine == "test-bars" and result.seed == 5
+    assert decode(result.save(tmp_path / "api.mp4")).count == 50
+    with pytest.raises(talkgen.TalkgenError) as err:
+        talkgen.generate({"image_path": str(media_dir / "face.png")})
+    assert err.value.code == "missing_media"
+    assert_no_leftovers(work_root)
