@@ -10,16 +10,15 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from talkgen.errors import (
     Cancelled,
     EngineFailed,
     EngineUnavailable,
-    InternalError,
     InvalidRequest,
     OutOfMemory,
     TalkgenError,
@@ -32,6 +31,11 @@ from talkgen.progress import ProgressCallback, ProgressEvent
 from talkgen.request import TalkRequest
 from talkgen.result import TalkResult
 from talkgen.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from talkgen.engines.base import Engine
+    from talkgen.media.kinds import Media
+    from talkgen.plugins import Registered
 
 log = logging.getLogger("talkgen")
 
@@ -116,7 +120,7 @@ class TalkGen:
 
     # ---- stages ----
     def _fetch(self, req: TalkRequest, workdir: Path, cancel: threading.Event, deadline: float | None,
-               report) -> dict:  # type: ignore[no-untyped-def]
+               report: Callable[..., None]) -> dict[str, Media]:
         from talkgen.sources import FetchContext, fetch_media
 
         ctx = FetchContext(self.settings, workdir / "inputs", cancel, deadline)
@@ -130,7 +134,8 @@ class TalkGen:
         report("fetch", 1.0, "inputs fetched")
         return media
 
-    def _prepare(self, req, job_id, workdir, media, progress, cancel) -> Job:  # type: ignore[no-untyped-def]
+    def _prepare(self, req: TalkRequest, job_id: str, workdir: Path, media: dict[str, Media],
+                 progress: ProgressCallback | None, cancel: threading.Event) -> Job:
         from talkgen.media.audio import prepare_audio
         from talkgen.media.probe import probe_av, probe_image
 
@@ -182,7 +187,7 @@ class TalkGen:
             on_progress=progress, cancel=cancel,
         )
 
-    def _engine_entry(self, name: str, requested: bool = True):  # type: ignore[no-untyped-def]
+    def _engine_entry(self, name: str, requested: bool = True) -> Registered:
         from talkgen.plugins import get_registry
 
         engines = get_registry().engines
@@ -199,7 +204,7 @@ class TalkGen:
             )
         return engines[name]
 
-    def _engine(self, name: str):  # type: ignore[no-untyped-def]
+    def _engine(self, name: str) -> Engine:
         with self._engine_lock:
             engine = self._engines.get(name)
             if engine is not None and not getattr(engine, "healthy", True):
@@ -218,7 +223,7 @@ class TalkGen:
                 self._engines[name] = engine
             return engine
 
-    def _run_engine(self, engine, job: Job) -> Path:  # type: ignore[no-untyped-def]
+    def _run_engine(self, engine: Engine, job: Job) -> Path:
         from talkgen.media.writer import VideoWriter
 
         path = job.workdir / "output.mp4"
@@ -278,4 +283,4 @@ def _default() -> TalkGen:
     return _default_instance
 
 
-__all__ = ["InternalError", "TalkGen", "generate"]
+__all__ = ["TalkGen", "generate"]
