@@ -110,12 +110,16 @@ def window_audio_range(win: Window) -> tuple[int, int]:
     return win.start, min(win.end, win.total)
 
 
+def source_index_at(frame: int, source_fps: float, fps: int = FPS) -> int:
+    """The source frame on screen at output frame ``frame``: floor(frame * source_fps / fps), unclamped."""
+    return math.floor(frame * source_fps / fps + 1e-9)
+
+
 def source_frame_index(frame: int, source_fps: float, source_frames: int, fps: int = FPS) -> int:
     """For V2V: the source-video frame shown at output frame ``frame`` (the source's real fps)."""
     if source_frames < 1 or source_fps <= 0:
         raise ValueError("source video needs at least one frame and a positive fps")
-    index = int(math.floor(frame * source_fps / fps + 1e-9))
-    return min(index, source_frames - 1)
+    return min(source_index_at(frame, source_fps, fps), source_frames - 1)
 
 
 def window_source_frame(win: Window, source_fps: float, source_frames: int, fps: int = FPS) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from talkgen.errors import InternalError, InvalidRequest, MediaUnreadable, UnsupportedMedia
 from talkgen.media.kinds import sniff
-from talkgen.media.probe import open_container, stream_end_seconds
+from talkgen.media.probe import media_label, open_container, stream_end_seconds
 
 SAMPLE_RATE = 16000
 """Rate of the per-speaker tracks fed to wav2vec2."""
@@ -29,10 +29,6 @@ SILENCE_LUFS = -70.0
 """Quieter than this (BS.1770 absolute gate) counts as silence: no gain is applied."""
 LOUDNESS_BLOCK_S = 0.4
 AUDIO_TYPES = ("para", "add")
-
-
-def _label(path: Path, field_name: str | None) -> str:
-    return f"`{field_name}` ({path.name})" if field_name else path.name
 
 
 def _reblock(chunks: Iterable[np.ndarray], block: int) -> Iterator[np.ndarray]:
@@ -86,7 +82,7 @@ def _decoded(container: av.container.InputContainer, stream: av.audio.stream.Aud
         yield from mono(resampler.resample(None))
     except av.FFmpegError as exc:
         raise MediaUnreadable(
-            f"The audio in {_label(path, field_name)} cannot be decoded ({exc}): send a complete, valid "
+            f"The audio in {media_label(path, field_name)} cannot be decoded ({exc}): send a complete, valid "
             "file.",
             field=field_name,
         ) from None
@@ -100,7 +96,7 @@ def iter_audio(
     kind, mime = sniff(path)
     if kind == "image":
         raise UnsupportedMedia(
-            f"{_label(path, field)} is an image ({mime}), not audio: send speech as wav, mp3, m4a, flac or "
+            f"{media_label(path, field)} is an image ({mime}), not audio: send speech as wav, mp3, m4a, flac or "
             "ogg, or a video with sound.",
             field=field,
         )
@@ -108,7 +104,7 @@ def iter_audio(
     try:
         if not container.streams.audio:
             raise UnsupportedMedia(
-                f"{_label(path, field)} has no audio stream: send speech as wav, mp3, m4a, flac or ogg, "
+                f"{media_label(path, field)} has no audio stream: send speech as wav, mp3, m4a, flac or ogg, "
                 "or a video with sound.",
                 field=field,
             )
@@ -256,7 +252,7 @@ def prepare_audio(
     for samples, p, n in zip(speech, paths, names, strict=True):
         if not len(samples):
             raise MediaUnreadable(
-                f"{_label(p, n)} contains no audio (zero samples): send a recording with speech.", field=n
+                f"{media_label(p, n)} contains no audio (zero samples): send a recording with speech.", field=n
             )
     gains = [loudness_gain(s, SAMPLE_RATE) for s in speech]
     speech = [s * np.float32(g) if g != 1.0 else s for s, g in zip(speech, gains, strict=True)]

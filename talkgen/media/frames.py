@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from talkgen.errors import MediaUnreadable, UnsupportedMedia
-from talkgen.media.probe import AVInfo, describe_container, normalise_rotation, open_container
+from talkgen.media.probe import AVInfo, describe_container, media_label, normalise_rotation, open_container
+from talkgen.plan import source_index_at
 
 SEEK_AHEAD_FRAMES = 250
 """Decode forward up to this many frames; seek (to the previous keyframe) when the target is further."""
@@ -79,7 +80,7 @@ class VideoFrameReader:
 
     @property
     def _label(self) -> str:
-        return f"`{self.field}` ({self.path.name})" if self.field else self.path.name
+        return media_label(self.path, self.field)
 
     # --- context manager ---
     def __enter__(self) -> VideoFrameReader:
@@ -194,7 +195,7 @@ class VideoFrameReader:
         """
         t = start
         while count is None or t < start + count:
-            index = math.floor(t * self._fps / fps + 1e-9)
+            index = source_index_at(t, self._fps, fps)
             if count is None:
                 self._locate(index)
                 if self._last_index is not None and index > self._last_index:

@@ -54,14 +54,15 @@ class AVInfo:
     rotation: int = 0  # degrees counter-clockwise to turn decoded frames; width/height are after it
 
 
-def _label(path: Path, field: str | None) -> str:
-    return f"`{field}` ({path.name})" if field else f"{path.name}"
+def media_label(path: Path, field: str | None) -> str:
+    """How messages name a media file: the request field it came from, and the file."""
+    return f"`{field}` ({path.name})" if field else path.name
 
 
 def _too_large(path: Path, width: int, height: int, max_pixels: int, field: str | None,
                extra: str = "") -> MediaTooLarge:
     return MediaTooLarge(
-        f"The image {_label(path, field)} is {width}x{height} = {width * height:,} pixels, above the cap "
+        f"The image {media_label(path, field)} is {width}x{height} = {width * height:,} pixels, above the cap "
         f"of {max_pixels:,} pixels{extra}: send a smaller image (downscale it), or raise "
         "TALKGEN_MAX_IMAGE_PIXELS if you operate this service.",
         field=field,
@@ -77,7 +78,7 @@ def _open_image(path: Path, max_pixels: int, field: str | None) -> Image.Image:
             img = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise MediaTooLarge(
-            f"The image {_label(path, field)} is larger than the decoder's safety limit ({exc}); the cap is "
+            f"The image {media_label(path, field)} is larger than the decoder's safety limit ({exc}); the cap is "
             f"{max_pixels:,} pixels: send a smaller image, or raise TALKGEN_MAX_IMAGE_PIXELS if you operate "
             "this service.",
             field=field,
@@ -85,14 +86,14 @@ def _open_image(path: Path, max_pixels: int, field: str | None) -> Image.Image:
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise MediaUnreadable(
-            f"Could not read the image {_label(path, field)}: {exc}. Send a valid PNG, JPEG or WebP file.",
+            f"Could not read the image {media_label(path, field)}: {exc}. Send a valid PNG, JPEG or WebP file.",
             field=field,
         ) from None
     width, height = img.size
     if width <= 0 or height <= 0:
         img.close()
         raise MediaUnreadable(
-            f"The image {_label(path, field)} has no pixels ({width}x{height}).", field=field
+            f"The image {media_label(path, field)} has no pixels ({width}x{height}).", field=field
         )
     if width * height > max_pixels:
         img.close()
@@ -136,7 +137,7 @@ def load_image(path: Path, max_pixels: int, field: str | None = None) -> Image.I
         raise _too_large(path, *img.size, max_pixels, field, extra=" (decoder safety limit)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise MediaUnreadable(
-            f"The image {_label(path, field)} is corrupt or truncated ({exc}): send the complete file.",
+            f"The image {media_label(path, field)} is corrupt or truncated ({exc}): send the complete file.",
             field=field,
         ) from None
 
@@ -148,7 +149,7 @@ def open_container(path: Path, field: str | None = None) -> av.container.InputCo
         return av.open(str(path), "r")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise MediaUnreadable(
-            f"Could not read {_label(path, field)} as audio or video ({exc}): send a complete, valid file "
+            f"Could not read {media_label(path, field)} as audio or video ({exc}): send a complete, valid file "
             "(wav, mp3, m4a, flac, ogg, mp4, mov, mkv, webm).",
             field=field,
         ) from None
@@ -201,7 +202,7 @@ def _first_frame(container: av.container.InputContainer, stream: av.stream.Strea
 
 def _unreadable(path: Path, field: str | None, what: str, exc: Exception) -> MediaUnreadable:
     return MediaUnreadable(
-        f"The {what} in {_label(path, field)} cannot be decoded ({exc}): send a complete, valid file.",
+        f"The {what} in {media_label(path, field)} cannot be decoded ({exc}): send a complete, valid file.",
         field=field,
     )
 
@@ -226,7 +227,7 @@ def describe_container(container: av.container.InputContainer, path: Path, field
             raise _unreadable(path, field, "video", exc) from None
         if first is None:
             raise MediaUnreadable(
-                f"The video in {_label(path, field)} has no decodable frames: send a complete, valid file.",
+                f"The video in {media_label(path, field)} has no decodable frames: send a complete, valid file.",
                 field=field,
             )
         rotation = normalise_rotation(getattr(first, "rotation", 0) or 0)
@@ -241,7 +242,7 @@ def describe_container(container: av.container.InputContainer, path: Path, field
             raise _unreadable(path, field, "audio", exc) from None
         if not has_audio and video is None:
             raise MediaUnreadable(
-                f"{_label(path, field)} has no audio samples: send a recording that contains speech.",
+                f"{media_label(path, field)} has no audio samples: send a recording that contains speech.",
                 field=field,
             )
     return AVInfo(
@@ -290,7 +291,7 @@ def _check_complete(container: av.container.InputContainer, path: Path, field: s
     if last_end is None or last_end < end - _TAIL_CHECK_S:
         have = f"; data stops near {last_end:.1f} s" if last_end is not None else ""
         raise MediaUnreadable(
-            f"{_label(path, field)} is truncated: its index says {end:.1f} s{have}. Send the complete file "
+            f"{media_label(path, field)} is truncated: its index says {end:.1f} s{have}. Send the complete file "
             "(a download may have been cut short).",
             field=field,
         )
@@ -307,7 +308,7 @@ def probe_av(path: Path, field: str | None = None) -> AVInfo:
     with container:
         if not container.streams.video and not container.streams.audio:
             raise MediaUnreadable(
-                f"{_label(path, field)} has neither audio nor video streams: send a speech recording or a "
+                f"{media_label(path, field)} has neither audio nor video streams: send a speech recording or a "
                 "video.",
                 field=field,
             )
