@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,6 +27,13 @@ def _default_path_roots() -> list[Path]:
 
 def _default_output_roots() -> list[Path]:
     return [RUNPOD_VOLUME] if RUNPOD_VOLUME.is_dir() else []
+
+
+def _default_models_dir() -> Path:
+    """The network volume's models folder on RunPod, else the user cache."""
+    if RUNPOD_VOLUME.is_dir():
+        return RUNPOD_VOLUME / "models"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "talkgen" / "models"
 
 
 MB = 1_000_000
@@ -100,6 +107,46 @@ class Settings(BaseSettings):
         None, gt=0, description="Fail a job with `timeout` after this many seconds (align with the platform's)."
     )
     work_dir: Path | None = Field(None, description="Parent of per-job work directories (default: temp dir).")
+    checkpoint_url: str | None = Field(
+        None, description="fsspec URL prefix for resumable-job checkpoints (default: <work dir>/checkpoints)."
+    )
+
+    # native engine
+    models_dir: Path = Field(
+        default_factory=_default_models_dir, description="Where model weights live (`talkgen models download`)."
+    )
+    native_transformer: Path | None = Field(
+        None, description="DiT weights to use instead of the models dir's: diffusers folder, Wan shards or one file."
+    )
+    native_device: str = Field("auto", description="torch device: auto (cuda if present), cuda, cuda:1, cpu.")
+    native_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="DiT/text-encoder dtype: auto = bf16 on GPU, fp32 on CPU."
+    )
+    native_attention: str = Field(
+        "native", description="diffusers attention backend: native (SDPA), flash, _flash_3, sage, xformers …"
+    )
+    native_offload: Literal["none", "model", "group"] = Field(
+        "none", description="model: each model on the GPU only while used; group: stream DiT blocks (least VRAM)."
+    )
+    native_vae_tiling: bool = Field(False, description="Decode/encode the VAE in tiles (less VRAM at 720p).")
+    native_compile: bool = Field(False, description="torch.compile the repeated DiT blocks.")
+    native_cache: Literal["none", "first-block"] = Field(
+        "none", description="diffusers cache hook: first-block skips steps whose first block barely changes."
+    )
+    native_cache_threshold: float = Field(0.05, gt=0, description="Threshold of the first-block cache.")
+    native_loras: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="LoRA files fused into the DiT, each `path` or `path@strength`."
+    )
+    color_correction: float = Field(
+        1.0, ge=0, le=1, description="Pull each window's colours toward the first frame (0 disables)."
+    )
+
+    @field_validator("native_loras", mode="before")
+    @classmethod
+    def _split_loras(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.lstrip().startswith("[") else [p for p in value.split(",") if p]
+        return value
 
     @field_validator("allowed_path_roots", "output_roots", mode="before")
     @classmethod

@@ -7,4 +7,7 @@ from talkgen.hookspecs import hookimpl
 
 @hookimpl
 def register_engines(register) -> None:  # type: ignore[no-untyped-def]
-    """No engine is built in yet besides what plugins provide; the native engine registers here."""
+    """The native PyTorch engine (its torch/diffusers imports wait until a job needs it)."""
+    from talkgen.engines import native
+
+    register("native", native.create, description="InfiniteTalk in PyTorch (diffusers Wan2.1 + audio adapter)")

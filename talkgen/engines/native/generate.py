@@ -1,0 +1,239 @@
+"""One job on the native engine: the streaming window loop, checkpointed after every window."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from talkgen.engines.native.checkpoint import Checkpoint, checkpoint_root
+from talkgen.engines.native.colour import match_colours, reference_stats
+from talkgen.engines.native.sampler import passes, sample, timesteps
+from talkgen.engines.native.speakers import speaker_masks
+from talkgen.engines.native.windows import audio_windows, first_frame_mask, frame_to_tensor, video_to_uint8
+from talkgen.plan import Window, window_source_frame
+
+if TYPE_CHECKING:
+    from talkgen.engines.native.components import Components
+    from talkgen.engines.native.layout import Preset
+    from talkgen.job import Job
+
+log = logging.getLogger(__name__)
+AREA_720P = 1280 * 720
+
+
+@dataclass
+class SamplingParams:
+    steps: int
+    guidance_scale: float
+    audio_guidance_scale: float
+    shift: float
+    prompt: str
+    negative_prompt: str
+
+    @classmethod
+    def for_job(cls, job: Job, preset: Preset) -> SamplingParams:
+        req = job.request
+        big = req.resolution == "720p" or job.width * job.height >= 0.9 * AREA_720P
+        return cls(
+            steps=req.steps or preset.steps,
+            guidance_scale=preset.guidance_scale if req.guidance_scale is None else req.guidance_scale,
+            audio_guidance_scale=(preset.audio_guidance_scale if req.audio_guidance_scale is None
+                                  else req.audio_guidance_scale),
+            shift=req.shift or (preset.shift_720p if big else preset.shift),
+            prompt=req.prompt,
+            negative_prompt=preset.negative_prompt if req.negative_prompt is None else req.negative_prompt,
+        )
+
+
+@dataclass
+class Timings:
+    """Seconds spent in model compute vs everything else (for the benchmark's overhead share)."""
+
+    compute: float = 0.0
+    windows: list[float] = field(default_factory=list)
+
+
+class WindowLoop:
+    """Generates ``job.frames`` frames window by window into ``job.writer``."""
+
+    def __init__(self, components: Components, job: Job, preset: Preset, model_id: str) -> None:
+        self.c = components
+        self.job = job
+        self.params = SamplingParams.for_job(job, preset)
+        self.model_id = model_id
+        self.timings = Timings()
+        self.device = components.device
+        self.dtype = components.dtype
+        self.strength = components.options.color_correction
+
+    # -- setup ---------------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        job = self.job
+        request = job.request.model_dump(mode="json", exclude={"job_id", "seed"} if job.request.seed is None
+                                         else {"job_id"})
+        blob = json.dumps({"request": request, "frames": job.frames, "size": [job.width, job.height],
+                           "model": self.model_id, "colour": self.strength,
+                           "loras": [str(p) + f"@{s}" for p, s in self.c.options.loras],
+                           "dtype": str(self.dtype)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _timed(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.timings.compute += time.perf_counter() - start
+
+    def run(self) -> dict[str, Any]:
+        job, p = self.job, self.params
+        speakers = job.mode.speakers
+        self.c.use_adapter(speakers)
+        checkpoint = Checkpoint(f"{checkpoint_root(job.settings)}/{job.id}", self.fingerprint(),
+                                job.settings.storage_options_for("file"))
+        resume = checkpoint.load()
+        if resume is not None and job.request.seed is None:
+            job.seed = int(resume.tensors["seed"])
+        generator = torch.Generator("cpu").manual_seed(job.seed)
+        job.report("generate", 0.0, "encoding audio")
+        features = [self._timed(self.c.audio.encode, track, job.audio.rate, job.fps, job.frames,
+                                job.workdir / f"audio-features-{i}.npy")
+                    for i, track in enumerate(job.audio.tracks)]
+        cond_text = self._timed(self.c.encode_text, p.prompt)
+        neg_text = self._timed(self.c.encode_text, p.negative_prompt)
+        masks = None
+        if speakers == 2:
+            masks = speaker_masks(job.speaker_boxes, job.visual.width, job.visual.height, job.width, job.height)
+        source = _Source(job)
+        wins = job.windows
+        state: dict[str, Any] = {"motion": None, "stats": None}
+        start_window = 0
+        try:
+            if resume is not None:
+                start_window = resume.windows_done
+                generator.set_state(resume.tensors["rng"])
+                state = {"motion": resume.tensors["motion"], "stats": tuple(resume.tensors["stats"])}
+                for k in range(start_window):
+                    job.writer.write(checkpoint.frames(k))
+                job.report("generate", start_window / len(wins), f"resumed after window {start_window}")
+            for win in wins[start_window:]:
+                job.check_cancelled()
+                began = time.perf_counter()
+                frames = self._window(win, len(wins), source, features, cond_text, neg_text, masks, generator,
+                                      state)
+                job.writer.write(frames)
+                checkpoint.save(win.index, frames, {"motion": state["motion"], "stats": list(state["stats"]),
+                                                    "rng": generator.get_state(), "seed": job.seed})
+                self.timings.windows.append(time.perf_counter() - began)
+                job.report("generate", (win.index + 1) / len(wins), f"window {win.index + 1}/{len(wins)}")
+        finally:
+            source.close()
+        checkpoint.clear()
+        return {"steps": p.steps, "guidance_scale": p.guidance_scale, "audio_guidance_scale": p.audio_guidance_scale,
+                "shift": p.shift, "passes_per_step": len(passes(p.guidance_scale)), "windows": len(wins),
+                "resumed_from_window": start_window, "seed": job.seed}
+
+    # -- one window ----------------------------------------------------------------------------------
+    def _window(self, win: Window, count: int, source: _Source, features: list[np.ndarray],
+                cond_text: torch.Tensor, neg_text: torch.Tensor, masks: torch.Tensor | None,
+                generator: torch.Generator, state: dict[str, Any]) -> np.ndarray:
+        c, job, p = self.c, self.job, self.params
+        cond_frame = source.frame(win)
+        if state["stats"] is None:
+            state["stats"] = reference_stats(cond_frame)
+        y, clip = source.conditioning(cond_frame, self)
+        first = state["motion"] is None
+        motion_pixels = cond_frame[:, None] if first else state["motion"]
+        motion_latents = self._timed(c.vae_encode, motion_pixels).to(self.device, torch.float32)
+        audio = audio_windows(features, win).to(self.device, self.dtype)
+        null_audio = torch.zeros_like(audio[-1:])
+        shape = (motion_latents.shape[0], y.shape[1], y.shape[2], y.shape[3])
+        noise = torch.randn(shape, generator=generator).to(self.device)
+        motion_count = motion_latents.shape[1]
+
+        def pin(latent: torch.Tensor) -> torch.Tensor:
+            if not first:  # upstream draws (and discards) motion noise here; keep its RNG order
+                torch.randn(motion_latents.shape, generator=generator)
+            latent = latent.clone()
+            latent[:, :motion_count] = motion_latents
+            return latent
+
+        transformer = c.transformer
+        caching = getattr(transformer, "_cache_enabled", False) or c.options.cache != "none"
+
+        def predict(name: str, t: float, latent: torch.Tensor) -> torch.Tensor:
+            text = cond_text if name in ("cond", "drop_audio") else neg_text
+            sound = audio if name in ("cond", "drop_text") else null_audio
+            x = torch.cat([latent, y]).to(self.dtype)[None]
+            context = transformer.cache_context(name) if caching else nullcontext()
+            with context, torch.no_grad():
+                out = transformer(x, torch.tensor([t], device=self.device), text, clip, audio=sound,
+                                  speaker_masks=masks if sound.shape[0] == 2 else None, return_dict=False)[0]
+            return out[0].float()
+
+        def on_step(i: int) -> None:
+            job.report("generate", (win.index + (i + 1) / p.steps) / count,
+                       f"window {win.index + 1}/{count}, step {i + 1}/{p.steps}")
+
+        with c.on_device(transformer):
+            latent = self._timed(sample, noise, timesteps(p.steps, p.shift), predict, p.guidance_scale,
+                                 p.audio_guidance_scale, pin, on_step)
+        video = self._timed(c.vae_decode, latent)
+        video = match_colours(video, state["stats"], self.strength).cpu()
+        state["motion"] = video[:, -job.motion_frames:].clone()
+        return video_to_uint8(video[:, win.keep()])
+
+
+class _Source:
+    """The conditioning frame per window: the image (I2V) or the source video frame at the window's start."""
+
+    def __init__(self, job: Job) -> None:
+        from talkgen.media.frames import VideoFrameReader, fit_frame
+        from talkgen.media.probe import load_image
+
+        self.job = job
+        self.reader = None
+        self.image: torch.Tensor | None = None
+        self._cached: tuple[torch.Tensor, torch.Tensor] | None = None
+        if job.mode.is_video:
+            self.reader = VideoFrameReader(job.visual_path, job.width, job.height,
+                                           job.media[job.mode.visual_role.name].source)
+        else:
+            image = load_image(job.visual_path, job.settings.max_image_pixels)
+            self.image = frame_to_tensor(fit_frame(image, job.width, job.height))
+
+    def frame(self, win: Window) -> torch.Tensor:
+        if self.reader is None:
+            assert self.image is not None
+            return self.image
+        info = self.reader.info
+        index = window_source_frame(win, info.fps or 25.0, info.frames, self.job.fps)
+        return frame_to_tensor(self.reader.frame_at(index))
+
+    def conditioning(self, frame: torch.Tensor, loop: WindowLoop) -> tuple[torch.Tensor, torch.Tensor]:
+        """``y`` (mask + VAE of the frame followed by zeros) and the CLIP features; cached for an image."""
+        if self.reader is None and self._cached is not None:
+            return self._cached
+        c, size = loop.c, self.job.window_size
+        video = torch.cat([frame[:, None], torch.zeros(3, size - 1, *frame.shape[1:])], dim=1)
+        latents = loop._timed(c.vae_encode, video)
+        mask = first_frame_mask(latents.shape[1], latents.shape[2], latents.shape[3], c.vae_scale_temporal)
+        y = torch.cat([mask.to(latents), latents]).to(loop.device, loop.dtype)
+        clip = loop._timed(c.encode_image, frame).to(loop.device, loop.dtype)
+        result = (y, clip)
+        if self.reader is None:
+            self._cached = result
+        return result
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()

@@ -1,0 +1,58 @@
+"""Hardware options of the native engine, resolved from settings (device, dtype, offload, …)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from talkgen.errors import InvalidConfig
+from talkgen.settings import Settings
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+@dataclass(frozen=True)
+class NativeOptions:
+    device: torch.device
+    dtype: torch.dtype
+    attention: str
+    offload: str
+    vae_tiling: bool
+    compile: bool
+    cache: str
+    cache_threshold: float
+    loras: tuple[tuple[Path, float], ...]
+    color_correction: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NativeOptions:
+        name = settings.native_device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InvalidConfig(f"TALKGEN_NATIVE_DEVICE={name} but this machine has no CUDA GPU: use cpu or auto.")
+        dtype_name = settings.native_dtype
+        if dtype_name == "auto":
+            dtype_name = "bf16" if device.type == "cuda" else "fp32"
+        return cls(device=device, dtype=DTYPES[dtype_name], attention=settings.native_attention,
+                   offload=settings.native_offload, vae_tiling=settings.native_vae_tiling,
+                   compile=settings.native_compile, cache=settings.native_cache,
+                   cache_threshold=settings.native_cache_threshold, loras=tuple(parse_loras(settings.native_loras)),
+                   color_correction=settings.color_correction)
+
+
+def parse_loras(entries: list[str]) -> list[tuple[Path, float]]:
+    """``path`` or ``path@strength`` → (path, strength); strength 1.0 when not given."""
+    out = []
+    for entry in entries:
+        path, _, strength = entry.rpartition("@") if "@" in entry else (entry, "", "1")
+        try:
+            value = float(strength)
+        except ValueError:
+            raise InvalidConfig(f"TALKGEN_NATIVE_LORAS entry {entry!r}: write `path@strength`, e.g. "
+                                "`lora.safetensors@1.0`.") from None
+        out.append((Path(path).expanduser(), value))
+    return out

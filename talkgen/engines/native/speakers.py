@@ -1,0 +1,108 @@
+"""Two-speaker routing: which audio each video token listens to (InfiniteTalk's label RoPE).
+
+Every token's self-attention to the first latent frame is averaged inside each speaker's mask (and
+the background); the winning class and its score give the token a 1-D RoPE position: speaker 1 in
+[0, 4], speaker 2 in [20, 24], background 12. Speaker 1's audio tokens sit at 2, speaker 2's at 22,
+so a token attends mostly to the speaker whose face it belongs to.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+SPEAKER_RANGES = ((0.0, 4.0), (20.0, 24.0))
+BACKGROUND_POSITION = 12.0
+ROPE_BASE = 10000.0
+MAP_CHUNK_TOKENS = 4096
+"""Query tokens per step of the attention-map computation (bounds its transient memory)."""
+DEFAULT_FACE_MARGIN = 0.05
+"""Default boxes (left/right halves) are shrunk by this share of the side, as upstream does."""
+
+
+def default_boxes(width: float, height: float) -> list[list[float]]:
+    """Left and right halves as ``[x0, y0, x1, y1]``, shrunk by `DEFAULT_FACE_MARGIN`."""
+    half = width / 2
+    top, bottom = height * DEFAULT_FACE_MARGIN, height * (1 - DEFAULT_FACE_MARGIN)
+    return [
+        [half * DEFAULT_FACE_MARGIN, top, half * (1 - DEFAULT_FACE_MARGIN), bottom],
+        [half + half * DEFAULT_FACE_MARGIN, top, half + half * (1 - DEFAULT_FACE_MARGIN), bottom],
+    ]
+
+
+def speaker_masks(boxes: list[list[float]], src_w: int, src_h: int, out_w: int, out_h: int) -> torch.Tensor:
+    """``[3, out_h, out_w]`` masks (speaker 1, speaker 2, background) for boxes given in source pixels.
+
+    The boxes go through the same cover-and-centre-crop as the frames (`talkgen.media.frames.fit_frame`).
+    """
+    scale = max(out_w / src_w, out_h / src_h)
+    left = (max(out_w, round(src_w * scale)) - out_w) // 2
+    top = (max(out_h, round(src_h * scale)) - out_h) // 2
+    masks = torch.zeros(3, out_h, out_w)
+    for i, (x0, y0, x1, y1) in enumerate(boxes[:2]):
+        c0, c1 = (max(0, min(out_w, round(x * scale - left))) for x in (x0, x1))
+        r0, r1 = (max(0, min(out_h, round(y * scale - top))) for y in (y0, y1))
+        masks[i, r0:r1, c0:c1] = 1.0
+    masks[2] = (masks[:2].sum(0) == 0).float()
+    return masks
+
+
+def token_masks(masks: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
+    """``[3, H, W]`` masks → ``[3, grid_h * grid_w]`` 0/1 masks on the token grid (nearest)."""
+    resized = F.interpolate(masks[None].float(), size=(grid_h, grid_w), mode="nearest")[0]
+    return (resized > 0).flatten(1).float()
+
+
+def reference_attention_map(query: torch.Tensor, key: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean attention of every token to each masked region of the first latent frame.
+
+    ``query``/``key``: ``[1, L, heads, D]`` after RoPE; ``masks``: ``[classes, S]`` on the first frame's
+    ``S`` tokens. Returns ``[classes, L]`` (softmax over the first frame's tokens, averaged over heads).
+    """
+    frame_tokens = masks.shape[1]
+    scale = query.shape[-1] ** -0.5
+    q = query[0].transpose(0, 1).float() * scale  # heads, L, D
+    k = key[0, :frame_tokens].transpose(0, 1).float()  # heads, S, D
+    weights = masks.float() / masks.float().sum(dim=1, keepdim=True).clamp_min(1.0)  # classes, S
+    out = torch.empty(masks.shape[0], q.shape[1], dtype=torch.float32, device=q.device)
+    for start in range(0, q.shape[1], MAP_CHUNK_TOKENS):
+        probs = torch.softmax(q[:, start:start + MAP_CHUNK_TOKENS] @ k.transpose(1, 2), dim=-1)
+        out[:, start:start + MAP_CHUNK_TOKENS] = (probs @ weights.T).mean(dim=0).T
+    return out
+
+
+def _rescale(values: torch.Tensor, low: float, high: float, eps: float = 1e-8) -> torch.Tensor:
+    lo, hi = values.min(), values.max()
+    return (values - lo) / (hi - lo + eps) * (high - low) + low
+
+
+def token_positions(ref_map: torch.Tensor) -> torch.Tensor:
+    """``[3, L]`` reference map → ``[L]`` label-RoPE positions."""
+    candidates = torch.stack([
+        _rescale(ref_map[0], *SPEAKER_RANGES[0]),
+        _rescale(ref_map[1], *SPEAKER_RANGES[1]),
+        torch.full_like(ref_map[0], BACKGROUND_POSITION),
+    ], dim=1)
+    winner = ref_map.argmax(dim=0)
+    return candidates[torch.arange(ref_map.shape[1], device=ref_map.device), winner]
+
+
+def audio_token_positions(tokens: int, device: torch.device | None = None) -> torch.Tensor:
+    """Positions of the audio tokens: first half speaker 1 (centre of its range), second half speaker 2."""
+    pos = torch.empty(tokens, device=device)
+    pos[: tokens // 2] = sum(SPEAKER_RANGES[0]) / 2
+    pos[tokens // 2:] = sum(SPEAKER_RANGES[1]) / 2
+    return pos
+
+
+def rope_1d(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """1-D rotary embedding, interleaved pairs, in fp32. ``x``: ``[..., N, heads, D]``; ``positions``: ``[N]``."""
+    dim = x.shape[-1]
+    inv_freq = 1.0 / (ROPE_BASE ** (torch.arange(0, dim, 2, device=x.device).float() / dim))
+    angles = positions.float()[:, None] * inv_freq[None, :]
+    angles = angles.repeat_interleave(2, dim=-1)[:, None, :]  # N, 1, D
+    cos, sin = angles.cos(), angles.sin()
+    xf = x.float()
+    pairs = xf.unflatten(-1, (-1, 2))
+    rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+    return (xf * cos + rotated * sin).type_as(x)

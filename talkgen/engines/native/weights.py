@@ -1,0 +1,165 @@
+"""Reading DiT weights from any of the layouts people have, with errors that name the file and key.
+
+Accepted: a diffusers transformer folder (sharded or not), Wan's original shards (a folder with an
+index or ``*.safetensors``), single-file repacks (fp32/bf16/fp16, optional ``model.diffusion_model.``
+prefix), InfiniteTalk adapter files, and LoRAs in original naming merged at a strength.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from talkgen.engines.native.keys import looks_original, strip_prefix, to_diffusers
+from talkgen.errors import EngineUnavailable
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+IGNORED_KEYS = re.compile(r"(^|\.)norm_added_q\.")
+"""Keys some Wan checkpoints carry that the model does not use (diffusers ignores them too)."""
+SHOWN_KEYS = 8
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The weight files behind ``path``: itself, the shards its index lists, or every weight file in it."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise EngineUnavailable(f"Model weights not found: {path} does not exist. Run `talkgen models download` "
+                                "(or `talkgen models tiny DIR` for test weights) and set TALKGEN_MODELS_DIR.")
+    for index in sorted(path.glob("*.index.json")):
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        missing = [s for s in shards if not (path / s).is_file()]
+        if missing:
+            raise EngineUnavailable(f"{index} lists shards that are missing: {', '.join(missing)}. Re-run "
+                                    "`talkgen models download` to fetch them.")
+        return [path / s for s in shards]
+    files = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    if not files:
+        raise EngineUnavailable(f"No weight files (*.safetensors, *.pth, *.bin) in {path}.")
+    return files
+
+
+def read_file(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of one weight file (safetensors memory-mapped; pickles loaded weights-only)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return state.get("state_dict", state) if isinstance(state, dict) else state
+    except Exception as exc:  # truncated downloads and foreign formats fail here
+        raise EngineUnavailable(
+            f"Cannot read weight file {path} ({type(exc).__name__}: {exc}): it is truncated or not a weight "
+            "file. Delete it and run `talkgen models download` again."
+        ) from exc
+
+
+def read_weights(source: Path | Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors in diffusers names plus, for each key, the file it came from (for error messages)."""
+    if isinstance(source, Mapping):
+        raw = {k: (v, "<state dict>") for k, v in source.items()}
+    else:
+        raw = {}
+        for file in weight_files(Path(source)):
+            raw.update({k: (v, str(file)) for k, v in read_file(file).items()})
+    original = looks_original(list(raw))
+    tensors: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    for key, (tensor, file) in raw.items():
+        name = to_diffusers(key) if original else strip_prefix(key)
+        if IGNORED_KEYS.search(name):
+            continue
+        tensors[name], origin[name] = tensor, file
+    return tensors, origin
+
+
+def check_against(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], origin: Mapping[str, str],
+                  sources: Iterable[str]) -> None:
+    """Raise `EngineUnavailable` naming missing, unexpected or mis-shaped keys and their files."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [k for k in expected.keys() & tensors.keys() if tuple(tensors[k].shape) != expected[k]]
+    where = ", ".join(sources)
+    if wrong:
+        k = sorted(wrong)[0]
+        raise EngineUnavailable(
+            f"Weight {k!r} in {origin[k]} has shape {list(tensors[k].shape)}, the model expects "
+            f"{list(expected[k])} ({len(wrong)} mismatched keys): the file belongs to a different model size or "
+            "version than the config. Use matching files (see `talkgen models list`)."
+        )
+    if missing:
+        audio = [k for k in missing if "audio" in k or "norm_x" in k]
+        hint = (" The InfiniteTalk adapter (audio_proj / audio_cross_attn / norm_x) is missing: check the "
+                "adapter file." if audio else "")
+        raise EngineUnavailable(
+            f"{len(missing)} weights missing from {where}: {', '.join(missing[:SHOWN_KEYS])}"
+            f"{' …' if len(missing) > SHOWN_KEYS else ''}.{hint}"
+        )
+    if unexpected:
+        first = unexpected[0]
+        raise EngineUnavailable(
+            f"{len(unexpected)} unexpected weights, e.g. {first!r} from {origin[first]}: the files do not belong "
+            "to an InfiniteTalk/Wan2.1-I2V DiT with this config."
+        )
+
+
+def merge_lora(tensors: dict[str, torch.Tensor], lora: Path | Mapping[str, torch.Tensor], strength: float) -> int:
+    """Add ``strength * up @ down`` (and ``.diff``/``.diff_b`` deltas) into ``tensors``; returns layers merged.
+
+    Upstream semantics: keys in original Wan naming (``diffusion_model.`` prefix optional), ``alpha``
+    ignored. Unknown targets are an error, not skipped silently.
+    """
+    raw = dict(lora) if isinstance(lora, Mapping) else {k: v for f in weight_files(Path(lora)) for k, v in read_file(f).items()}
+    name = "<state dict>" if isinstance(lora, Mapping) else str(lora)
+    downs: dict[str, torch.Tensor] = {}
+    ups: dict[str, torch.Tensor] = {}
+    deltas: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        key = strip_prefix(key.removeprefix("transformer."))
+        for down in (".lora_down.weight", ".lora_A.weight"):
+            if key.endswith(down):
+                downs[key[: -len(down)]] = value
+        for up in (".lora_up.weight", ".lora_B.weight"):
+            if key.endswith(up):
+                ups[key[: -len(up)]] = value
+        if key.endswith(".diff"):
+            deltas[key[: -len(".diff")] + ".weight"] = value
+        elif key.endswith(".diff_b"):
+            deltas[key[: -len(".diff_b")] + ".bias"] = value
+    for base, down in downs.items():
+        if base not in ups:
+            raise EngineUnavailable(f"LoRA {name}: {base}.lora_down has no matching lora_up.")
+        deltas[base + ".weight"] = ups[base].float() @ down.float()
+    merged = 0
+    for key, delta in deltas.items():
+        target = to_diffusers(key)
+        if target not in tensors:
+            raise EngineUnavailable(f"LoRA {name} targets {key!r}, which the model does not have: it is for a "
+                                    "different model.")
+        weight = tensors[target]
+        if delta.numel() != weight.numel():
+            raise EngineUnavailable(f"LoRA {name}: delta for {key!r} has {list(delta.shape)}, weight is "
+                                    f"{list(weight.shape)}.")
+        tensors[target] = (weight.float() + strength * delta.float().reshape(weight.shape)).to(weight.dtype)
+        merged += 1
+    if not merged:
+        raise EngineUnavailable(f"LoRA {name} contains no lora_down/lora_up or diff keys.")
+    return merged
+
+
+def cast_for(model: Any, tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Cast to ``dtype``, keeping the modules diffusers keeps in fp32 (norms, modulation, time embedder)."""
+    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
+    out = {}
+    for key, value in tensors.items():
+        fp32 = dtype != torch.float32 and any(part in key.split(".") for part in keep)
+        out[key] = value.to(torch.float32 if fp32 else dtype) if value.is_floating_point() else value
+    return out
