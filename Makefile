@@ -2,10 +2,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-TEST_EXTRAS := runpod,s3,dev
+TEST_EXTRAS := native,runpod,s3,dev
+DEMO_EXTRAS := native
+DEMO_MODELS := .models/tiny
+DEMO_OUT := out/demo.mp4
 export RUNPOD_SKIP_AUTO_SYSTEM_CHECKS := true
 
-.PHONY: test lint pytest install bench clean
+.PHONY: test lint pytest install bench clean demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +29,17 @@ pytest: install
 
 test: lint pytest
 
+# The main job on the embedded default: native engine, tiny preset, bundled example portrait + speech.
+$(DEMO_MODELS)/talkgen-preset.json: | $(VENV)/.installed-$(DEMO_EXTRAS)
+	$(BIN)/talkgen models tiny $(DEMO_MODELS)
+
+demo: $(VENV)/.installed-$(DEMO_EXTRAS) $(DEMO_MODELS)/talkgen-preset.json
+	TALKGEN_MODELS_DIR=$(DEMO_MODELS) $(BIN)/talkgen generate --engine native \
+		--image examples/portrait.png --audio examples/speech.wav --width 128 --height 128 --seed 42 \
+		-o $(DEMO_OUT)
+
 bench: install
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info .models out

@@ -1,4 +1,4 @@
-"""The ``talkgen`` command: generate, validate, plugins.
+"""The ``talkgen`` command: generate, validate, plugins, models.
 
 Exit codes: 0 success, 2 bad input (the request or its media), 1 any other failure.
 """
@@ -225,6 +225,14 @@ def plugins(as_json: bool) -> None:
     for row in rows:
         click.echo(f"{row['kind']:<8} {row['name']:<12} {row['distribution']:<28} {row['description']}")
 
+
+def _add_subcommands() -> None:
+    from talkgen.cli_models import models
+
+    main.add_command(models)
+
+
+_add_subcommands()
 
 if __name__ == "__main__":
     main()

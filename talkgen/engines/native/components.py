@@ -15,6 +15,7 @@ from talkgen.engines.native.audio_encoder import AudioEncoder
 from talkgen.engines.native.layout import TEXT_TOKENS, ModelFiles
 from talkgen.engines.native.loading import load_transformer, read_config
 from talkgen.engines.native.options import NativeOptions
+from talkgen.engines.native.quiet import quiet_hub_logging
 from talkgen.engines.native.weights import read_weights
 from talkgen.errors import EngineUnavailable
 
@@ -30,7 +31,7 @@ class Components:
         self.options = options
         self.device = options.device
         self.dtype = options.dtype
-        _quiet_hub_logging()
+        quiet_hub_logging()
         try:
             self._load()
         except EngineUnavailable:
@@ -180,18 +181,3 @@ def _encode_text_cached(components: Components, prompt: str) -> torch.Tensor:
         states = enc(tokens.input_ids.to(components.device), mask.to(components.device)).last_hidden_state
     states = states * mask.to(states.device)[..., None]
     return states.to(components.dtype).cpu()
-
-
-def _quiet_hub_logging() -> None:
-    """No download bars or info chatter from transformers/diffusers in a server's log."""
-    import diffusers
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-
-
-def model_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())

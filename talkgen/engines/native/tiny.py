@@ -37,6 +37,9 @@ def write_tiny(root: Path, seed: int = 0) -> Path:
     """Write the tiny preset under ``root`` and return it."""
     from safetensors.torch import save_file
 
+    from talkgen.engines.native.quiet import quiet_hub_logging
+
+    quiet_hub_logging()
     root = Path(root)
     wan = root / WAN_DIR
     torch.manual_seed(seed)

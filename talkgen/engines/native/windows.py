@@ -11,7 +11,7 @@ from talkgen.plan import Window, audio_index
 
 def frame_to_tensor(frame: np.ndarray) -> torch.Tensor:
     """``[H, W, 3]`` uint8 → ``[3, H, W]`` float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float() / 127.5 - 1.0
+    return torch.from_numpy(np.array(frame, dtype=np.uint8)).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
 def video_to_uint8(video: torch.Tensor) -> np.ndarray:

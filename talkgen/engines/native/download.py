@@ -1,0 +1,169 @@
+"""`talkgen models download NAME`: fetch a model set from the Hugging Face Hub, resumably, and verify it.
+
+The manifest (``manifests/<name>.json``) lists every file with its size and sha256 where published.
+Partial files resume (huggingface_hub keeps ``.incomplete`` files); finished files are checked for size
+and hash and recorded in ``talkgen-manifest.lock.json`` (sha256 of every file), so a rerun skips what is
+already verified and a later `verify` notices corruption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from talkgen.engines.native.layout import PRESET_FILE, Preset
+from talkgen.errors import EngineUnavailable, FetchFailed, InvalidRequest
+
+MANIFESTS = Path(__file__).parent / "manifests"
+LOCK_FILE = "talkgen-manifest.lock.json"
+HASH_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    repo: str
+    revision: str
+    path: str
+    target: Path  # relative to the models dir
+    size: int | None
+    sha256: str | None
+    optional: bool
+
+
+def manifest_names() -> list[str]:
+    return sorted(p.stem for p in MANIFESTS.glob("*.json"))
+
+
+def load_manifest(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = MANIFESTS / f"{name_or_path}.json"
+    if not path.is_file():
+        raise InvalidRequest(f"Unknown model set {name_or_path!r}: use one of {', '.join(manifest_names())} or a "
+                             "manifest file path.", field="name")
+    return json.loads(path.read_text())
+
+
+def manifest_files(manifest: dict[str, Any]) -> list[ManifestFile]:
+    return [
+        ManifestFile(repo=c["repo"], revision=c.get("revision", "main"), path=f["path"],
+                     target=Path(c["dir"]) / f["path"], size=f.get("size"), sha256=f.get("sha256"),
+                     optional=bool(f.get("optional")))
+        for c in manifest["components"] for f in c["files"]
+    ]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_lock(root: Path) -> dict[str, Any]:
+    path = root / LOCK_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_lock(root: Path, lock: dict[str, Any]) -> None:
+    tmp = root / (LOCK_FILE + ".tmp")
+    tmp.write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
+    tmp.replace(root / LOCK_FILE)
+
+
+def check_file(root: Path, item: ManifestFile, lock: dict[str, Any]) -> str | None:
+    """None when ``item`` is present and intact, else why not."""
+    path = root / item.target
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if item.size is not None and size != item.size:
+        return f"size {size} bytes, expected {item.size}"
+    recorded = lock.get(str(item.target))
+    if recorded and recorded.get("size") == size and (item.sha256 is None or recorded.get("sha256") == item.sha256):
+        return None
+    digest = sha256_of(path)
+    if item.sha256 is not None and digest != item.sha256:
+        return f"sha256 {digest}, expected {item.sha256}"
+    lock[str(item.target)] = {"size": size, "sha256": digest, "repo": item.repo, "revision": item.revision}
+    return None
+
+
+def download(name: str, root: Path, *, endpoint: str | None = None, token: str | None = None,
+             include_optional: bool = True, report: Callable[[str], None] = print) -> Path:
+    """Download and verify a model set into ``root``; returns ``root``. Safe to rerun (resumes)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    manifest = load_manifest(name)
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    items = [f for f in manifest_files(manifest) if include_optional or not f.optional]
+    need = sum(f.size or 0 for f in items)
+    free = shutil.disk_usage(root).free
+    lock = _read_lock(root)
+    for i, item in enumerate(items, start=1):
+        problem = check_file(root, item, lock)
+        if problem is None:
+            report(f"[{i}/{len(items)}] {item.target}: verified")
+            continue
+        report(f"[{i}/{len(items)}] {item.target}: downloading ({_human(item.size)})")
+        if item.size and need > free:
+            report(f"warning: about {_human(need)} needed, {_human(free)} free under {root}")
+        local_dir = root / item.target.parts[0]
+        try:
+            hf_hub_download(item.repo, item.path, revision=item.revision, local_dir=local_dir,
+                            endpoint=endpoint, token=token)
+        except HfHubHTTPError as exc:
+            raise FetchFailed(f"Download of {item.repo}/{item.path}@{item.revision} failed: {exc}. Rerun the same "
+                              "command to resume.", retryable=True) from exc
+        except OSError as exc:
+            raise FetchFailed(f"Download of {item.repo}/{item.path} failed ({type(exc).__name__}: {exc}); rerun "
+                              "to resume.", retryable=True) from exc
+        problem = check_file(root, item, lock)
+        _write_lock(root, lock)
+        if problem is not None:
+            (root / item.target).unlink(missing_ok=True)
+            raise EngineUnavailable(f"{item.target} from {item.repo}@{item.revision} is corrupt ({problem}); it "
+                                    "was deleted: rerun the command to fetch it again.", retryable=True)
+    _write_lock(root, lock)
+    if "preset" in manifest:
+        Preset(**manifest["preset"]).save(root)
+    report(f"{manifest['name']}: {len(items)} files verified in {root} ({PRESET_FILE} written)")
+    return root
+
+
+def verify(name: str, root: Path) -> list[tuple[str, str]]:
+    """``(file, problem)`` for every file of the set that is missing or corrupt (full re-hash)."""
+    root = Path(root).expanduser()
+    problems = []
+    for item in manifest_files(load_manifest(name)):
+        problem = check_file(root, item, {})
+        if problem is not None and not (item.optional and problem == "missing"):
+            problems.append((str(item.target), problem))
+    return problems
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{size} B"
+        size /= 1000  # type: ignore[assignment]
+    return ""
+
+
+def iter_manifest_summary(name: str) -> Iterator[str]:
+    manifest = load_manifest(name)
+    files = manifest_files(manifest)
+    known = sum(f.size or 0 for f in files)
+    approx = sum(f.get("approx_gb", 0) for c in manifest["components"] for f in c["files"] if not f.get("size"))
+    yield f"{manifest['name']}: {manifest.get('description', '')}"
+    yield f"  {len(files)} files, about {_human(int(known + approx * 1e9))}"
