@@ -1,0 +1,43 @@
+"""`talkgen models tiny` and `talkgen generate --engine native` as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import subprocess_env
+from tests.support.video_check import decode
+
+
+def test_models_tiny_then_generate(native_media, tmp_path):
+    models = tmp_path / "models"
+    env = subprocess_env(TALKGEN_ALLOWED_PATH_ROOTS=str(native_media), TALKGEN_WORK_DIR=str(tmp_path))
+    made = subprocess.run([sys.executable, "-m", "talkgen.cli", "models", "tiny", str(models)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert (models / "talkgen-preset.json").is_file()
+    assert "Writing" not in made.stderr  # no progress-bar noise
+
+    env["TALKGEN_MODELS_DIR"] = str(models)
+    out = tmp_path / "cli.mp4"
+    run = subprocess.run([sys.executable, "-m", "talkgen.cli", "generate", "--image", str(native_media / "face.png"),
+                          "--audio", str(native_media / "short.wav"), "--width", "128", "--height", "160",
+                          "-o", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"wrote {out}" in run.stdout and "generate" in run.stdout
+    video = decode(out)
+    assert (video.count, video.width, video.height) == (40, 128, 160)
+    assert video.audio_duration == pytest.approx(1.6, abs=0.03)
+
+
+def test_missing_weights_is_a_clear_error(native_media, tmp_path):
+    env = subprocess_env(TALKGEN_ALLOWED_PATH_ROOTS=str(native_media), TALKGEN_MODELS_DIR=str(tmp_path / "none"))
+    run = subprocess.run([sys.executable, "-m", "talkgen.cli", "generate", "--image", str(native_media / "face.png"),
+                          "--audio", str(native_media / "short.wav"), "-o", str(tmp_path / "x.mp4")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "engine_unavailable" in run.stderr and "talkgen models download" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "x.mp4").exists()
