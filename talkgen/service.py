@@ -81,6 +81,8 @@ class TalkGen:
 
         deadline = None if self.settings.job_timeout_s is None else time.monotonic() + self.settings.job_timeout_s
         report("validate", 1.0, "request is valid")
+        if self.settings.work_dir is not None:
+            Path(self.settings.work_dir).mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f"talkgen-{job_id}-", dir=self.settings.work_dir))
         try:
             with _timed(timings, "fetch"):

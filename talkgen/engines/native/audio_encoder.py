@@ -38,8 +38,11 @@ class AudioEncoder:
         conv = F.interpolate(conv.transpose(1, 2), size=frames, mode="linear", align_corners=True).transpose(1, 2)
         hidden, _ = self.model.feature_projection(conv)
         outputs: list[torch.Tensor] = []
-        hooks = [layer.register_forward_hook(lambda _m, _i, out: outputs.append(out[0] if isinstance(out, tuple) else out))
-                 for layer in self.model.encoder.layers]
+
+        def keep(_module, _inputs, out) -> None:  # type: ignore[no-untyped-def]
+            outputs.append(out[0] if isinstance(out, tuple) else out)
+
+        hooks = [layer.register_forward_hook(keep) for layer in self.model.encoder.layers]
         try:
             self.model.encoder(hidden, return_dict=True)
         finally:

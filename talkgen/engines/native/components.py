@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +41,13 @@ class Components:
 
     def _load(self) -> None:
         from diffusers import AutoencoderKLWan
-        from transformers import AutoTokenizer, CLIPVisionModel, UMT5EncoderModel, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+        from transformers import (
+            AutoTokenizer,
+            CLIPVisionModel,
+            UMT5EncoderModel,
+            Wav2Vec2FeatureExtractor,
+            Wav2Vec2Model,
+        )
 
         wan, store = self.files.wan, self._home
         self.tokenizer = AutoTokenizer.from_pretrained(wan / "tokenizer")

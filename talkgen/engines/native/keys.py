@@ -87,5 +87,5 @@ def to_original(key: str) -> str:
 
 def looks_original(keys: list[str]) -> bool:
     """True when a state dict uses original Wan names (``self_attn``, ``head.head`` …)."""
-    return any(".self_attn." in k or k.startswith(("head.", "model.diffusion_model.", "diffusion_model.", "time_embedding."))
-               for k in keys)
+    markers = ("head.", "time_embedding.", *ORIGINAL_PREFIXES)
+    return any(".self_attn." in k or k.startswith(markers) for k in keys)

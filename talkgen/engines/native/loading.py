@@ -10,8 +10,7 @@ from typing import Any
 import torch
 
 from talkgen.engines.native.transformer import InfiniteTalkTransformer3DModel
-from talkgen.engines.native.weights import cast_for, check_against, merge_lora, read_weights
-from talkgen.errors import EngineUnavailable
+from talkgen.engines.native.weights import cast_for, check_against, merge_lora, read_weights, unusable
 
 ORIGINAL_CONFIG_KEYS = {"dim", "num_heads", "in_dim"}
 """Keys that mark a config.json in Wan's original naming."""
@@ -40,7 +39,13 @@ def transformer_config(config: Mapping[str, Any], tensors: Mapping[str, torch.Te
         eps = cfg.get("eps", 1e-6)
     patch = tensors["patch_embedding.weight"]
     inner, in_channels = patch.shape[0], patch.shape[1]
-    heads = int(heads or max(1, inner // DEFAULT_HEAD_DIM))
+    if not heads:
+        if inner % DEFAULT_HEAD_DIM:
+            raise unusable(
+                f"No head count for a DiT of width {inner}: put Wan's config.json (num_heads) or diffusers' "
+                "(num_attention_heads) next to the weights."
+            )
+        heads = inner // DEFAULT_HEAD_DIM
     layers = 1 + max(int(k.split(".")[1]) for k in tensors if k.startswith("blocks."))
     patch_size = tuple(patch.shape[2:])
     out = {
@@ -76,7 +81,7 @@ def audio_config(tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any])
     tokens = tensors["audio_proj.proj3.weight"].shape[0] // output_dim
     layers = int(config.get("audio_layers", 12 if proj1.shape[1] == window * 12 * 768 else 0))
     if not layers:
-        raise EngineUnavailable("Cannot tell the audio encoder's layer count from the adapter: pass audio_layers.")
+        raise unusable("Cannot tell the audio encoder's layer count from the adapter: pass audio_layers.")
     return {
         "audio_layers": layers,
         "audio_channels": proj1.shape[1] // (window * layers),
@@ -110,9 +115,9 @@ def load_transformer(
 ) -> InfiniteTalkTransformer3DModel:
     """Load the InfiniteTalk DiT from original-Wan or diffusers weights (+ adapter, + fused LoRAs).
 
-    ``config`` is a Wan or diffusers transformer config (only the head count and eps are needed; sizes are
-    read from the tensors). Every key must be present with the right shape, or `EngineUnavailable`
-    names the file and key.
+    ``config`` (a Wan or diffusers transformer config) is laid over the config.json next to the weights;
+    only the head count, eps and ``audio_layers`` are needed, sizes are read from the tensors. Every key
+    must be present with the right shape, or `EngineUnavailable` names the file and key.
     """
     source = path_or_state_dict if isinstance(path_or_state_dict, Mapping) else Path(path_or_state_dict)
     tensors, origin = read_weights(source)
@@ -123,12 +128,11 @@ def load_transformer(
         tensors.update(extra)
         origin.update(extra_origin)
         sources.append("<adapter state dict>" if isinstance(adapter, Mapping) else str(adapter))
-    if config is None:
-        config = read_config(None if isinstance(source, Mapping) else source)
+    config = {**read_config(None if isinstance(source, Mapping) else source), **(config or {})}
     if "patch_embedding.weight" not in tensors:
-        raise EngineUnavailable(f"{sources[0]} has no `patch_embedding.weight`: it is not a Wan DiT checkpoint.")
+        raise unusable(f"{sources[0]} has no `patch_embedding.weight`: it is not a Wan DiT checkpoint.")
     if "audio_proj.proj1.weight" not in tensors:
-        raise EngineUnavailable(
+        raise unusable(
             f"No InfiniteTalk audio adapter in {', '.join(sources)} (no `audio_proj.proj1.weight`): pass the "
             "adapter file (InfiniteTalk/single/infinitetalk.safetensors)."
         )

@@ -8,6 +8,7 @@ parallelism and LoRA loading apply); the audio parts keep the names of the Infin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from diffusers.configuration_utils import register_to_config
@@ -98,9 +99,9 @@ class InfiniteTalkBlock(WanTransformerBlock):
 class InfiniteTalkTransformer3DModel(WanTransformer3DModel):
     """Wan2.1 I2V transformer + InfiniteTalk audio adapter."""
 
-    _no_split_modules = ["InfiniteTalkBlock"]
-    _repeated_blocks = ["InfiniteTalkBlock"]
-    _keep_in_fp32_modules = [*WanTransformer3DModel._keep_in_fp32_modules, "norm_x"]
+    _no_split_modules: ClassVar[list[str]] = ["InfiniteTalkBlock"]
+    _repeated_blocks: ClassVar[list[str]] = ["InfiniteTalkBlock"]
+    _keep_in_fp32_modules: ClassVar[list[str]] = [*WanTransformer3DModel._keep_in_fp32_modules, "norm_x"]
 
     @register_to_config
     def __init__(self, patch_size: tuple[int, ...] = (1, 2, 2), num_attention_heads: int = 40,

@@ -24,24 +24,29 @@ IGNORED_KEYS = re.compile(r"(^|\.)norm_added_q\.")
 SHOWN_KEYS = 8
 
 
+def unusable(message: str) -> EngineUnavailable:
+    """Broken or mismatched weights: retrying the same job cannot help."""
+    return EngineUnavailable(message, retryable=False)
+
+
 def weight_files(path: Path) -> list[Path]:
     """The weight files behind ``path``: itself, the shards its index lists, or every weight file in it."""
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise EngineUnavailable(f"Model weights not found: {path} does not exist. Run `talkgen models download` "
+        raise unusable(f"Model weights not found: {path} does not exist. Run `talkgen models download` "
                                 "(or `talkgen models tiny DIR` for test weights) and set TALKGEN_MODELS_DIR.")
     for index in sorted(path.glob("*.index.json")):
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         missing = [s for s in shards if not (path / s).is_file()]
         if missing:
-            raise EngineUnavailable(f"{index} lists shards that are missing: {', '.join(missing)}. Re-run "
+            raise unusable(f"{index} lists shards that are missing: {', '.join(missing)}. Re-run "
                                     "`talkgen models download` to fetch them.")
         return [path / s for s in shards]
     files = sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
     if not files:
-        raise EngineUnavailable(f"No weight files (*.safetensors, *.pth, *.bin) in {path}.")
+        raise unusable(f"No weight files (*.safetensors, *.pth, *.bin) in {path}.")
     return files
 
 
@@ -55,7 +60,7 @@ def read_file(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return state.get("state_dict", state) if isinstance(state, dict) else state
     except Exception as exc:  # truncated downloads and foreign formats fail here
-        raise EngineUnavailable(
+        raise unusable(
             f"Cannot read weight file {path} ({type(exc).__name__}: {exc}): it is truncated or not a weight "
             "file. Delete it and run `talkgen models download` again."
         ) from exc
@@ -90,7 +95,7 @@ def check_against(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], o
     where = ", ".join(sources)
     if wrong:
         k = sorted(wrong)[0]
-        raise EngineUnavailable(
+        raise unusable(
             f"Weight {k!r} in {origin[k]} has shape {list(tensors[k].shape)}, the model expects "
             f"{list(expected[k])} ({len(wrong)} mismatched keys): the file belongs to a different model size or "
             "version than the config. Use matching files (see `talkgen models list`)."
@@ -99,13 +104,13 @@ def check_against(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], o
         audio = [k for k in missing if "audio" in k or "norm_x" in k]
         hint = (" The InfiniteTalk adapter (audio_proj / audio_cross_attn / norm_x) is missing: check the "
                 "adapter file." if audio else "")
-        raise EngineUnavailable(
+        raise unusable(
             f"{len(missing)} weights missing from {where}: {', '.join(missing[:SHOWN_KEYS])}"
             f"{' …' if len(missing) > SHOWN_KEYS else ''}.{hint}"
         )
     if unexpected:
         first = unexpected[0]
-        raise EngineUnavailable(
+        raise unusable(
             f"{len(unexpected)} unexpected weights, e.g. {first!r} from {origin[first]}: the files do not belong "
             "to an InfiniteTalk/Wan2.1-I2V DiT with this config."
         )
@@ -117,7 +122,10 @@ def merge_lora(tensors: dict[str, torch.Tensor], lora: Path | Mapping[str, torch
     Upstream semantics: keys in original Wan naming (``diffusion_model.`` prefix optional), ``alpha``
     ignored. Unknown targets are an error, not skipped silently.
     """
-    raw = dict(lora) if isinstance(lora, Mapping) else {k: v for f in weight_files(Path(lora)) for k, v in read_file(f).items()}
+    if isinstance(lora, Mapping):
+        raw = dict(lora)
+    else:
+        raw = {k: v for file in weight_files(Path(lora)) for k, v in read_file(file).items()}
     name = "<state dict>" if isinstance(lora, Mapping) else str(lora)
     downs: dict[str, torch.Tensor] = {}
     ups: dict[str, torch.Tensor] = {}
@@ -136,30 +144,35 @@ def merge_lora(tensors: dict[str, torch.Tensor], lora: Path | Mapping[str, torch
             deltas[key[: -len(".diff_b")] + ".bias"] = value
     for base, down in downs.items():
         if base not in ups:
-            raise EngineUnavailable(f"LoRA {name}: {base}.lora_down has no matching lora_up.")
+            raise unusable(f"LoRA {name}: {base}.lora_down has no matching lora_up.")
         deltas[base + ".weight"] = ups[base].float() @ down.float()
     merged = 0
     for key, delta in deltas.items():
         target = to_diffusers(key)
         if target not in tensors:
-            raise EngineUnavailable(f"LoRA {name} targets {key!r}, which the model does not have: it is for a "
+            raise unusable(f"LoRA {name} targets {key!r}, which the model does not have: it is for a "
                                     "different model.")
         weight = tensors[target]
         if delta.numel() != weight.numel():
-            raise EngineUnavailable(f"LoRA {name}: delta for {key!r} has {list(delta.shape)}, weight is "
+            raise unusable(f"LoRA {name}: delta for {key!r} has {list(delta.shape)}, weight is "
                                     f"{list(weight.shape)}.")
         tensors[target] = (weight.float() + strength * delta.float().reshape(weight.shape)).to(weight.dtype)
         merged += 1
     if not merged:
-        raise EngineUnavailable(f"LoRA {name} contains no lora_down/lora_up or diff keys.")
+        raise unusable(f"LoRA {name} contains no lora_down/lora_up or diff keys.")
     return merged
 
 
 def cast_for(model: Any, tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Cast to ``dtype``, keeping the modules diffusers keeps in fp32 (norms, modulation, time embedder)."""
+    """Cast to ``dtype``, keeping the modules diffusers keeps in fp32 (norms, modulation, time embedder).
+
+    Always copies: memory-mapped file tensors can be unaligned, which makes CPU kernels take other code
+    paths (results differ in the last bits), and the copy lets the file mappings go.
+    """
     keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
     out = {}
     for key, value in tensors.items():
         fp32 = dtype != torch.float32 and any(part in key.split(".") for part in keep)
-        out[key] = value.to(torch.float32 if fp32 else dtype) if value.is_floating_point() else value
+        target = torch.float32 if fp32 else dtype
+        out[key] = value.to(target, copy=True) if value.is_floating_point() else value.clone()
     return out
