@@ -91,14 +91,17 @@ class Components:
 
     def _configure_transformer(self) -> None:
         t = self.transformer
-        if self.options.attention != "native":
-            try:
-                t.set_attention_backend(self.options.attention)
-            except Exception as exc:
-                raise EngineUnavailable(f"Attention backend {self.options.attention!r} is not usable here: {exc}. "
-                                        "Use TALKGEN_NATIVE_ATTENTION=native or install its package.") from exc
-            for block in t.blocks:
-                block.audio_cross_attn._attention_backend = self.options.attention
+        from diffusers.models.attention_dispatch import AttentionBackendName
+
+        try:  # always set, "native" too: diffusers also keeps a process-wide active backend
+            t.set_attention_backend(self.options.attention)
+            backend = AttentionBackendName(self.options.attention.lower())
+        except Exception as exc:
+            raise EngineUnavailable(f"Attention backend {self.options.attention!r} is not usable here: {exc}. "
+                                    "Use TALKGEN_NATIVE_ATTENTION=native or install its package.",
+                                    retryable=False) from exc
+        for block in t.blocks:
+            block.audio_cross_attn._attention_backend = backend
         if self.options.offload == "group":
             t.enable_group_offload(onload_device=self.device, offload_device=torch.device("cpu"),
                                    offload_type="block_level", num_blocks_per_group=1,
