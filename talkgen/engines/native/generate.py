@@ -15,6 +15,7 @@ import torch
 
 from talkgen.engines.native.checkpoint import Checkpoint, checkpoint_root
 from talkgen.engines.native.colour import match_colours, reference_stats
+from talkgen.engines.native.output_worker import OutputWorker
 from talkgen.engines.native.sampler import passes, sample, timesteps
 from talkgen.engines.native.speakers import speaker_masks
 from talkgen.engines.native.windows import audio_windows, first_frame_mask, frame_to_tensor, video_to_uint8
@@ -117,6 +118,11 @@ class WindowLoop:
         wins = job.windows
         state: dict[str, Any] = {"motion": None, "stats": None}
         start_window = 0
+        def write(window: int, frames: np.ndarray, tensors: dict[str, Any]) -> None:
+            job.writer.write(frames)
+            checkpoint.save(window, frames, tensors)
+
+        output = OutputWorker(write)
         try:
             if resume is not None:
                 start_window = resume.windows_done
@@ -130,12 +136,13 @@ class WindowLoop:
                 began = time.perf_counter()
                 frames = self._window(win, len(wins), source, features, cond_text, neg_text, masks, generator,
                                       state)
-                job.writer.write(frames)
-                checkpoint.save(win.index, frames, {"motion": state["motion"], "stats": list(state["stats"]),
-                                                    "rng": generator.get_state(), "seed": job.seed})
+                output.submit(win.index, frames, {"motion": state["motion"], "stats": list(state["stats"]),
+                                                  "rng": generator.get_state(), "seed": job.seed})
                 self.timings.windows.append(time.perf_counter() - began)
                 job.report("generate", (win.index + 1) / len(wins), f"window {win.index + 1}/{len(wins)}")
+            output.finish()
         finally:
+            output.close()
             source.close()
         checkpoint.clear()
         return {"steps": p.steps, "guidance_scale": p.guidance_scale, "audio_guidance_scale": p.audio_guidance_scale,

@@ -1,0 +1,56 @@
+"""Hardware options run on CPU too: offloading, first-block cache, attention backends, VAE tiling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.native.conftest import request
+from tests.support.video_check import decode
+
+
+def _frames(settings, media, out):  # type: ignore[no-untyped-def]
+    from talkgen.service import TalkGen
+
+    service = TalkGen(settings)
+    try:
+        result = service.generate(request(media, wav_path=str(media / "short.wav")), output=str(out))
+    finally:
+        service.close()
+    return result, np.stack(decode(out).frames)
+
+
+@pytest.fixture(scope="module")
+def baseline(native_settings, native_media, tmp_path_factory):
+    return _frames(native_settings, native_media, tmp_path_factory.mktemp("base") / "b.mp4")[1]
+
+
+@pytest.mark.parametrize("options", [
+    {"native_offload": "model", "native_vae_tiling": True},
+    {"native_offload": "group"},
+])
+def test_memory_options_do_not_change_the_video(native_settings, native_media, tmp_path, baseline, options):
+    _, frames = _frames(native_settings.model_copy(update=options), native_media, tmp_path / "o.mp4")
+    assert np.array_equal(frames, baseline)
+
+
+def test_first_block_cache_and_math_attention_run(native_settings, native_media, tmp_path, baseline):
+    cached_settings = native_settings.model_copy(update={"native_cache": "first-block", "native_cache_threshold": 0.5})
+    result, cached = _frames(cached_settings, native_media, tmp_path / "c.mp4")
+    assert cached.shape == baseline.shape and result.params["steps"] == 4
+    math_settings = native_settings.model_copy(update={"native_attention": "_native_math"})
+    _, math = _frames(math_settings, native_media, tmp_path / "m.mp4")
+    assert math.shape == baseline.shape
+    assert np.abs(math.astype(int) - baseline.astype(int)).mean() < 2.0  # same maths, another kernel
+    # and the default backend is restored for the next engine in the process
+    _, again = _frames(native_settings, native_media, tmp_path / "a.mp4")
+    assert np.array_equal(again, baseline)
+
+
+def test_unusable_attention_backend_is_a_clear_error(native_settings, native_media, tmp_path):
+    from talkgen.errors import EngineUnavailable
+
+    with pytest.raises(EngineUnavailable, match="TALKGEN_NATIVE_ATTENTION=native") as info:
+        _frames(native_settings.model_copy(update={"native_attention": "no-such-backend"}), native_media,
+                tmp_path / "x.mp4")
+    assert not info.value.retryable
