@@ -174,6 +174,8 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
             output = str(Path.cwd() / f"talkgen-{req.job_id or 'output'}.mp4")
         if output is not None and "://" not in output:
             output = str(Path(output).expanduser().resolve())
+        if _secondary_rank():  # torchrun: every rank renders, rank 0 alone delivers and reports
+            return _run_secondary(service, req)
         progress = _Progress(sys.stderr.isatty() and not as_json)
         try:
             result = service.generate(req, output=output, progress=progress)
@@ -224,6 +226,20 @@ def plugins(as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['kind']:<8} {row['name']:<12} {row['distribution']:<28} {row['description']}")
+
+
+def _secondary_rank() -> bool:
+    """True in a ``torchrun`` process other than rank 0 (multi-GPU context parallelism)."""
+    return int(os.environ.get("RANK", "0")) > 0
+
+
+def _run_secondary(service, req) -> None:  # type: ignore[no-untyped-def]
+    """Take part in the job's model passes; keep its video out of rank 0's way and print nothing."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="talkgen-rank-") as tmp:
+        service.generate(req.model_copy(update={"output_url": None, "network_volume": False}),
+                         output=str(Path(tmp) / "video.mp4"))
 
 
 def _add_subcommands() -> None:

@@ -102,6 +102,10 @@ class Components:
                                     retryable=False) from exc
         for block in t.blocks:
             block.audio_cross_attn._attention_backend = backend
+        if self.options.world > 1:
+            from talkgen.engines.native.parallel import enable_context_parallel
+
+            enable_context_parallel(t, self.device, self.options.world)
         if self.options.offload == "group":
             t.enable_group_offload(onload_device=self.device, offload_device=torch.device("cpu"),
                                    offload_type="block_level", num_blocks_per_group=1,

@@ -19,6 +19,7 @@ from talkgen.engines.native.output_worker import OutputWorker
 from talkgen.engines.native.sampler import passes, sample, timesteps
 from talkgen.engines.native.speakers import speaker_masks
 from talkgen.engines.native.windows import audio_windows, first_frame_mask, frame_to_tensor, video_to_uint8
+from talkgen.errors import InvalidRequest
 from talkgen.plan import Window, window_source_frame
 
 if TYPE_CHECKING:
@@ -86,6 +87,14 @@ class WindowLoop:
                            "dtype": str(self.dtype)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def _check_parallel_split(self) -> None:
+        world = self.c.options.world
+        tokens = ((self.job.window_size - 1) // 4 + 1) * (self.job.width // 16) * (self.job.height // 16)
+        if world > 1 and tokens % world:
+            raise InvalidRequest(
+                f"{self.job.width}x{self.job.height} gives {tokens} tokens per window, which do not split evenly "
+                f"over {world} GPUs: change width or height by 16 pixels.", field="width")
+
     def _timed(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
         try:
@@ -98,6 +107,7 @@ class WindowLoop:
     def run(self) -> dict[str, Any]:
         job, p = self.job, self.params
         speakers = job.mode.speakers
+        self._check_parallel_split()
         self.c.use_adapter(speakers)
         checkpoint = Checkpoint(f"{checkpoint_root(job.settings)}/{job.id}", self.fingerprint(),
                                 job.settings.storage_options_for("file"))
@@ -118,9 +128,12 @@ class WindowLoop:
         wins = job.windows
         state: dict[str, Any] = {"motion": None, "stats": None}
         start_window = 0
+        main_rank = self.c.options.rank == 0  # under torchrun every rank runs the job; one records it
+
         def write(window: int, frames: np.ndarray, tensors: dict[str, Any]) -> None:
             job.writer.write(frames)
-            checkpoint.save(window, frames, tensors)
+            if main_rank:
+                checkpoint.save(window, frames, tensors)
 
         output = OutputWorker(write)
         try:
@@ -144,7 +157,8 @@ class WindowLoop:
         finally:
             output.close()
             source.close()
-        checkpoint.clear()
+        if main_rank:
+            checkpoint.clear()
         return {"steps": p.steps, "guidance_scale": p.guidance_scale, "audio_guidance_scale": p.audio_guidance_scale,
                 "shift": p.shift, "passes_per_step": len(passes(p.guidance_scale)), "windows": len(wins),
                 "resumed_from_window": start_window, "seed": job.seed}

@@ -25,12 +25,18 @@ class NativeOptions:
     cache_threshold: float
     loras: tuple[tuple[Path, float], ...]
     color_correction: float
+    world: int = 1  # processes sharing each DiT pass (torchrun); 1 = no context parallelism
+    rank: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NativeOptions:
+        from talkgen.engines.native.parallel import launched
+
+        rank, local_rank, world = launched()
         name = settings.native_device
         if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
+            name = f"cuda:{local_rank}" if torch.cuda.is_available() and world > 1 else (
+                "cuda" if torch.cuda.is_available() else "cpu")
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise InvalidConfig(f"TALKGEN_NATIVE_DEVICE={name} but this machine has no CUDA GPU: use cpu or auto.")
@@ -41,7 +47,7 @@ class NativeOptions:
                    offload=settings.native_offload, vae_tiling=settings.native_vae_tiling,
                    compile=settings.native_compile, cache=settings.native_cache,
                    cache_threshold=settings.native_cache_threshold, loras=tuple(parse_loras(settings.native_loras)),
-                   color_correction=settings.color_correction)
+                   color_correction=settings.color_correction, world=world, rank=rank)
 
 
 def parse_loras(entries: list[str]) -> list[tuple[Path, float]]:

@@ -71,16 +71,21 @@ def reference_attention_map(query: torch.Tensor, key: torch.Tensor, masks: torch
     return out
 
 
-def _rescale(values: torch.Tensor, low: float, high: float, eps: float = 1e-8) -> torch.Tensor:
-    lo, hi = values.min(), values.max()
+def _rescale(values: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, low: float, high: float,
+             eps: float = 1e-8) -> torch.Tensor:
     return (values - lo) / (hi - lo + eps) * (high - low) + low
 
 
-def token_positions(ref_map: torch.Tensor) -> torch.Tensor:
-    """``[3, L]`` reference map → ``[L]`` label-RoPE positions."""
+def token_positions(ref_map: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """``[3, L]`` reference map → ``[L]`` label-RoPE positions.
+
+    Each speaker's scores are min-max scaled over all tokens: pass ``bounds`` (per-class min and max over
+    the whole sequence) when ``ref_map`` holds only a slice of it.
+    """
+    lo, hi = bounds if bounds is not None else (ref_map.min(dim=1).values, ref_map.max(dim=1).values)
     candidates = torch.stack([
-        _rescale(ref_map[0], *SPEAKER_RANGES[0]),
-        _rescale(ref_map[1], *SPEAKER_RANGES[1]),
+        _rescale(ref_map[0], lo[0], hi[0], *SPEAKER_RANGES[0]),
+        _rescale(ref_map[1], lo[1], hi[1], *SPEAKER_RANGES[1]),
         torch.full_like(ref_map[0], BACKGROUND_POSITION),
     ], dim=1)
     winner = ref_map.argmax(dim=0)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.distributed as dist
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.normalization import FP32LayerNorm
@@ -23,6 +24,7 @@ from torch import nn
 
 from talkgen.engines.native.audio_attention import AudioCrossAttention
 from talkgen.engines.native.audio_proj import AudioProjModel, pack_latent_windows
+from talkgen.engines.native.parallel import Shard, shard_of
 from talkgen.engines.native.speakers import reference_attention_map, token_masks, token_positions
 
 
@@ -31,8 +33,9 @@ class AudioContext:
     """What the blocks need for the audio step of one forward pass."""
 
     tokens: torch.Tensor  # [latent frames, speakers * context_tokens, audio_dim]
-    frames: int
+    per_frame: int  # video tokens per latent frame
     masks: torch.Tensor | None = None  # [3, tokens per latent frame] when two speakers are routed
+    shard: Shard | None = None  # this rank's slice of the tokens under context parallelism
 
 
 class SpeakerMapProcessor(WanAttnProcessor):
@@ -45,6 +48,7 @@ class SpeakerMapProcessor(WanAttnProcessor):
     def __init__(self) -> None:
         super().__init__()
         self.masks: torch.Tensor | None = None
+        self.shard: Shard | None = None
         self.positions: torch.Tensor | None = None
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,  # type: ignore[no-untyped-def]
@@ -56,7 +60,14 @@ class SpeakerMapProcessor(WanAttnProcessor):
         if rotary_emb is not None:
             q, k = _rotate(q, *rotary_emb), _rotate(k, *rotary_emb)
         with torch.no_grad():
-            self.positions = token_positions(reference_attention_map(q, k, self.masks))
+            if self.shard is None:
+                self.positions = token_positions(reference_attention_map(q, k, self.masks))
+            else:  # keys of the first frame and the map's range span all ranks
+                first = self.shard.gather(k[:, : self.masks.shape[1]].contiguous())[:, : self.masks.shape[1]]
+                ref_map = reference_attention_map(q, first, self.masks)
+                lo = self.shard.reduce(ref_map.min(dim=1).values, dist.ReduceOp.MIN)
+                hi = self.shard.reduce(ref_map.max(dim=1).values, dist.ReduceOp.MAX)
+                self.positions = token_positions(ref_map, (lo, hi))
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
 
 
@@ -84,13 +95,16 @@ class InfiniteTalkBlock(WanTransformerBlock):
         shift, scale, gate, c_shift, c_scale, c_gate = (self.scale_shift_table + temb.float()).chunk(6, dim=1)
         processor: SpeakerMapProcessor = self.attn1.processor
         processor.masks = audio.masks if audio is not None else None
+        processor.shard = audio.shard if audio is not None else None
         x = hidden_states
         attn = self.attn1((self.norm1(x.float()) * (1 + scale) + shift).type_as(x), None, None, rotary_emb)
         x = (x.float() + attn * gate).type_as(x)
         x = x + self.attn2(self.norm2(x.float()).type_as(x), encoder_hidden_states, None, None)
         if audio is not None:
             positions = processor.positions if audio.masks is not None else None
-            x = x + self.audio_cross_attn(self.norm_x(x.float()).type_as(x), audio.tokens, audio.frames, positions)
+            offset = audio.shard.offset if audio.shard is not None else 0
+            x = x + self.audio_cross_attn(self.norm_x(x.float()).type_as(x), audio.tokens, audio.per_frame, positions,
+                                          offset)
         processor.masks = processor.positions = None
         ff = self.ffn((self.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x))
         return (x.float() + ff.float() * c_gate).type_as(x)
@@ -128,7 +142,7 @@ class InfiniteTalkTransformer3DModel(WanTransformer3DModel):
             context_tokens=audio_context_tokens, norm_output_audio=norm_output_audio,
         )
 
-    def audio_context(self, audio: torch.Tensor, latent_frames: int, grid: tuple[int, int],
+    def audio_context(self, audio: torch.Tensor, grid: tuple[int, int, int],
                       masks: torch.Tensor | None) -> AudioContext:
         """Per-frame windows ``[speakers, F, 5, layers, C]`` → audio tokens for every latent frame.
 
@@ -139,8 +153,9 @@ class InfiniteTalkTransformer3DModel(WanTransformer3DModel):
         tokens = self.audio_proj(first.to(param), rest.to(param))  # speakers, T, K, C
         speakers = tokens.shape[0]
         tokens = tokens.permute(1, 0, 2, 3).reshape(tokens.shape[1], speakers * tokens.shape[2], -1)
-        routed = token_masks(masks, *grid).to(tokens.device) if speakers == 2 and masks is not None else None
-        return AudioContext(tokens=tokens, frames=latent_frames, masks=routed)
+        routed = token_masks(masks, *grid[1:]).to(tokens.device) if speakers == 2 and masks is not None else None
+        per_frame = grid[1] * grid[2]
+        return AudioContext(tokens=tokens, per_frame=per_frame, masks=routed, shard=shard_of(self, grid[0] * per_frame))
 
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 encoder_hidden_states_image: torch.Tensor | None = None, audio: torch.Tensor | None = None,
@@ -158,7 +173,7 @@ class InfiniteTalkTransformer3DModel(WanTransformer3DModel):
         timestep_proj = timestep_proj.unflatten(1, (6, -1))
         if context_image is not None:
             context = torch.cat([context_image, context], dim=1)
-        audio_ctx = None if audio is None else self.audio_context(audio, grid[0], grid[1:], speaker_masks)
+        audio_ctx = None if audio is None else self.audio_context(audio, grid, speaker_masks)
         for block in self.blocks:
             x = block(x, context, timestep_proj, rotary_emb, audio_ctx)
         shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
