@@ -41,3 +41,17 @@ def test_missing_weights_is_a_clear_error(native_media, tmp_path):
     assert "engine_unavailable" in run.stderr and "talkgen models download" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_video_two_speakers(tiny_models, native_media, tmp_path):
+    env = subprocess_env(TALKGEN_ALLOWED_PATH_ROOTS=str(native_media), TALKGEN_MODELS_DIR=str(tiny_models),
+                         TALKGEN_WORK_DIR=str(tmp_path))
+    out = tmp_path / "v2v.mp4"
+    run = subprocess.run([sys.executable, "-m", "talkgen.cli", "generate", "--engine", "native", "--video",
+                          str(native_media / "clip30.mp4"), "--audio", str(native_media / "short.wav"), "--audio2",
+                          str(native_media / "short.wav"), "--audio-type", "add", "--width", "128", "--height",
+                          "128", "--json", "-o", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert '"mode": "V2V_multi"' in run.stdout
+    video = decode(out)
+    assert video.count == 80 and video.audio_duration == pytest.approx(3.2, abs=0.03)

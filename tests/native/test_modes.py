@@ -41,7 +41,8 @@ def test_i2v_two_speakers(native_service, native_media, tmp_path, audio_type, se
     result = native_service.generate(req, output=str(tmp_path / "m.mp4"))
     _check(tmp_path / "m.mp4", seconds)
     assert result.mode == "I2V_multi"
-    assert calls and calls[0][0] == [[0, 0, 80, 128], [80, 0, 160, 128]]  # default halves of the 160x128 input
+    # default: the halves of the 160x128 input, shrunk by 5 % as InfiniteTalk does
+    assert calls and calls[0][0] == [[4.0, 6.4, 76.0, 121.6], [84.0, 6.4, 156.0, 121.6]]
 
 
 def test_v2v_single_from_30fps_source(native_service, native_media, tmp_path):

@@ -54,3 +54,52 @@ def test_unusable_attention_backend_is_a_clear_error(native_settings, native_med
         _frames(native_settings.model_copy(update={"native_attention": "no-such-backend"}), native_media,
                 tmp_path / "x.mp4")
     assert not info.value.retryable
+
+
+def test_gpu_out_of_memory_is_a_clear_retryable_error_and_the_engine_stays(native_settings, native_media, tmp_path,
+                                                                          monkeypatch):
+    import torch
+
+    from talkgen.engines.native import sampler
+    from talkgen.errors import OutOfMemory
+    from talkgen.service import TalkGen
+
+    service = TalkGen(native_settings)
+    real = sampler.sample
+
+    def exhausted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    from talkgen.engines.native import generate as generate_module
+
+    monkeypatch.setattr(generate_module, "sample", exhausted)
+    with pytest.raises(OutOfMemory, match="TALKGEN_NATIVE_OFFLOAD") as info:
+        service.generate(request(native_media, wav_path=str(native_media / "short.wav"), job_id="oom-1"),
+                         output=str(tmp_path / "x.mp4"))
+    assert info.value.retryable and info.value.code == "out_of_memory"
+    assert service.healthy
+    monkeypatch.setattr(generate_module, "sample", real)
+    result = service.generate(request(native_media, wav_path=str(native_media / "short.wav")),
+                              output=str(tmp_path / "y.mp4"))
+    assert result.frames == 40
+    service.close()
+
+
+def test_cancel_stops_between_steps(native_service, native_media, tmp_path):
+    import threading
+
+    from talkgen.errors import Cancelled
+
+    cancel = threading.Event()
+    seen = []
+
+    def progress(event):  # type: ignore[no-untyped-def]
+        seen.append(event.message)
+        if event.message.endswith("step 2/4"):
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        native_service.generate(request(native_media), output=str(tmp_path / "c.mp4"), progress=progress,
+                                cancel=cancel)
+    assert not any("step 4/4" in m for m in seen)
+    assert not (tmp_path / "c.mp4").exists()

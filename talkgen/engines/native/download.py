@@ -1,16 +1,20 @@
 """`talkgen models download NAME`: fetch a model set from the Hugging Face Hub, resumably, and verify it.
 
 The manifest (``manifests/<name>.json``) lists every file with its size and sha256 where published.
-Partial files resume (huggingface_hub keeps ``.incomplete`` files); finished files are checked for size
-and hash and recorded in ``talkgen-manifest.lock.json`` (sha256 of every file), so a rerun skips what is
-already verified and a later `verify` notices corruption.
+Files come from the Hub's ``/resolve/`` endpoint over plain HTTP into ``<file>.part``; an interrupted
+download (dropped connection, killed process) continues from the ``.part`` with a Range request, within
+the run and on the next run. Finished files are checked for size and hash and recorded in
+``talkgen-manifest.lock.json`` (sha256 of every file), so a rerun skips what is already verified and a
+later `verify` notices corruption.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,10 @@ from talkgen.errors import EngineUnavailable, FetchFailed, InvalidRequest
 MANIFESTS = Path(__file__).parent / "manifests"
 LOCK_FILE = "talkgen-manifest.lock.json"
 HASH_CHUNK = 8 * 1024 * 1024
+DOWNLOAD_CHUNK = 1024 * 1024
+DEFAULT_ENDPOINT = "https://huggingface.co"
+ATTEMPTS = 4
+"""Tries per file within one run (each resumes where the last stopped)."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +106,7 @@ def check_file(root: Path, item: ManifestFile, lock: dict[str, Any]) -> str | No
 def download(name: str, root: Path, *, endpoint: str | None = None, token: str | None = None,
              include_optional: bool = True, report: Callable[[str], None] = print) -> Path:
     """Download and verify a model set into ``root``; returns ``root``. Safe to rerun (resumes)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError
-
+    endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     manifest = load_manifest(name)
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
@@ -113,19 +119,13 @@ def download(name: str, root: Path, *, endpoint: str | None = None, token: str |
         if problem is None:
             report(f"[{i}/{len(items)}] {item.target}: verified")
             continue
+        if problem != "missing":  # corrupt: fetch it again rather than trusting the hub cache's metadata
+            report(f"[{i}/{len(items)}] {item.target}: {problem}; fetching it again")
+            (root / item.target).unlink()
         report(f"[{i}/{len(items)}] {item.target}: downloading ({_human(item.size)})")
         if item.size and need > free:
             report(f"warning: about {_human(need)} needed, {_human(free)} free under {root}")
-        local_dir = root / item.target.parts[0]
-        try:
-            hf_hub_download(item.repo, item.path, revision=item.revision, local_dir=local_dir,
-                            endpoint=endpoint, token=token)
-        except HfHubHTTPError as exc:
-            raise FetchFailed(f"Download of {item.repo}/{item.path}@{item.revision} failed: {exc}. Rerun the same "
-                              "command to resume.", retryable=True) from exc
-        except OSError as exc:
-            raise FetchFailed(f"Download of {item.repo}/{item.path} failed ({type(exc).__name__}: {exc}); rerun "
-                              "to resume.", retryable=True) from exc
+        fetch_resumable(resolve_url(endpoint, item), root / item.target, token, item)
         problem = check_file(root, item, lock)
         _write_lock(root, lock)
         if problem is not None:
@@ -139,14 +139,68 @@ def download(name: str, root: Path, *, endpoint: str | None = None, token: str |
     return root
 
 
+def resolve_url(endpoint: str, item: ManifestFile) -> str:
+    from urllib.parse import quote
+
+    return f"{endpoint}/{item.repo}/resolve/{quote(item.revision, safe='')}/{quote(item.path)}"
+
+
+def fetch_resumable(url: str, dest: Path, token: str | None, item: ManifestFile) -> None:
+    """GET ``url`` into ``dest`` through ``dest.part``, resuming with Range requests; retries transport errors."""
+    import httpx
+
+    part = dest.with_name(dest.name + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    what = f"{item.repo}/{item.path}@{item.revision}"
+    for attempt in range(1, ATTEMPTS + 1):
+        start = part.stat().st_size if part.exists() else 0
+        if item.size is not None and start == item.size:
+            break
+        try:
+            with httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, read=120.0)) as client, \
+                    client.stream("GET", url, headers={**headers, **({"Range": f"bytes={start}-"} if start else {})}) \
+                    as response:
+                if response.status_code == 416 and start:  # nothing left to send: the part is complete
+                    break
+                if response.status_code in (401, 403, 404):
+                    raise FetchFailed(f"{what}: the hub answered {response.status_code}. Check the repo, revision "
+                                      "and HF_TOKEN (gated repos need an accepted licence).", retryable=False)
+                response.raise_for_status()
+                mode = "ab" if response.status_code == 206 else "wb"  # 200: the server ignored Range, start over
+                with part.open(mode) as fh:
+                    for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                        fh.write(chunk)
+            break
+        except FetchFailed:
+            raise
+        except (httpx.HTTPError, OSError) as exc:
+            if attempt == ATTEMPTS:
+                raise FetchFailed(f"Download of {what} failed ({type(exc).__name__}: {exc}); rerun the same command "
+                                  "to resume from the partial file.", retryable=True) from exc
+            time.sleep(min(2.0**attempt, 30.0))
+    part.replace(dest)
+
+
 def verify(name: str, root: Path) -> list[tuple[str, str]]:
-    """``(file, problem)`` for every file of the set that is missing or corrupt (full re-hash)."""
+    """``(file, problem)`` for every file of the set that is missing or corrupt (full re-hash).
+
+    Corrupt files lose their lock entry, so the next `download` fetches them again.
+    """
     root = Path(root).expanduser()
+    lock = _read_lock(root)
     problems = []
     for item in manifest_files(load_manifest(name)):
-        problem = check_file(root, item, {})
-        if problem is not None and not (item.optional and problem == "missing"):
-            problems.append((str(item.target), problem))
+        fresh: dict[str, Any] = {}
+        problem = check_file(root, item, fresh)
+        if problem is None:
+            lock.update(fresh)
+        else:
+            lock.pop(str(item.target), None)
+            if not (item.optional and problem == "missing"):
+                problems.append((str(item.target), problem))
+    if root.is_dir():
+        _write_lock(root, lock)
     return problems
 
 

@@ -12,6 +12,7 @@ from talkgen.engines.native.components import Components
 from talkgen.engines.native.generate import WindowLoop
 from talkgen.engines.native.layout import ModelFiles
 from talkgen.engines.native.options import NativeOptions
+from talkgen.errors import OutOfMemory
 from talkgen.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,6 +45,15 @@ class NativeEngine:
         loop = WindowLoop(self.components, job, self.preset, f"{self.preset.name}:{self.files.transformer}")
         try:
             params = loop.run()
+        except torch.OutOfMemoryError as exc:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise OutOfMemory(
+                f"The GPU ran out of memory at {job.width}x{job.height}: set TALKGEN_NATIVE_OFFLOAD=model (or group) "
+                "and TALKGEN_NATIVE_VAE_TILING=true, or use a smaller size. Finished windows are checkpointed: "
+                "rerun with the same job_id to continue.",
+                retryable=True,
+            ) from exc
         finally:
             self.last_timings = loop.timings
         job.params.update(params)
