@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import subprocess_env
 from tests.native.conftest import SIZE
@@ -69,3 +70,20 @@ def test_checkpoint_of_another_request_is_not_reused(native_settings, native_med
     assert Checkpoint(url, "fingerprint-a").load().windows_done == 1
     assert Checkpoint(url, "fingerprint-b").load() is None
     assert not Path(url).exists()  # the stale checkpoint was removed
+
+
+def test_checkpoints_on_s3(native_settings, native_media, tmp_path):
+    """The checkpoint location is any fsspec URL: here a moto S3 server."""
+    pytest.importorskip("s3fs")
+    from talkgen.engines.native.checkpoint import Checkpoint
+    from tests.support.s3 import MotoS3
+
+    with MotoS3() as s3:
+        s3.filesystem().mkdir("ckpt")
+        settings = native_settings.model_copy(update={"storage_options": {"s3": s3.storage_options}})
+        frames = np.zeros((3, 16, 16, 3), np.uint8)
+        Checkpoint("s3://ckpt/jobs/j1", "fp", settings).save(0, frames, {"seed": 4})
+        again = Checkpoint("s3://ckpt/jobs/j1", "fp", settings)
+        assert again.load().tensors["seed"] == 4 and np.array_equal(again.frames(0), frames)
+        again.clear()
+        assert Checkpoint("s3://ckpt/jobs/j1", "fp", settings).load() is None

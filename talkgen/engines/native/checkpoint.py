@@ -47,8 +47,9 @@ def checkpoint_root(settings: Settings) -> str:
 class Checkpoint:
     """One job's checkpoint folder on any fsspec filesystem."""
 
-    def __init__(self, url: str, fingerprint: str, storage_options: dict[str, Any] | None = None) -> None:
-        self.fs, self.path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    def __init__(self, url: str, fingerprint: str, settings: Settings | None = None) -> None:
+        options = settings.storage_options_for(fsspec.utils.get_protocol(url)) if settings is not None else {}
+        self.fs, self.path = fsspec.core.url_to_fs(url, **options)
         self.url = url
         self.fingerprint = fingerprint
 

@@ -109,8 +109,7 @@ class WindowLoop:
         speakers = job.mode.speakers
         self._check_parallel_split()
         self.c.use_adapter(speakers)
-        checkpoint = Checkpoint(f"{checkpoint_root(job.settings)}/{job.id}", self.fingerprint(),
-                                job.settings.storage_options_for("file"))
+        checkpoint = Checkpoint(f"{checkpoint_root(job.settings)}/{job.id}", self.fingerprint(), job.settings)
         resume = checkpoint.load()
         if resume is not None and job.request.seed is None:
             job.seed = int(resume.tensors["seed"])
@@ -191,7 +190,7 @@ class WindowLoop:
             return latent
 
         transformer = c.transformer
-        caching = getattr(transformer, "_cache_enabled", False) or c.options.cache != "none"
+        caching = c.options.cache != "none"  # each CFG pass keeps its own cache state
 
         def predict(name: str, t: float, latent: torch.Tensor) -> torch.Tensor:
             text = cond_text if name in ("cond", "drop_audio") else neg_text
