@@ -1,6 +1,7 @@
 """Run under ``torchrun --nproc_per_node=2``: the tiny DiT split over two CPU ranks vs one process.
 
-Prints one JSON line per rank with the max abs difference for one and two speakers. The grid (3 latent
+Writes ``<out dir>/rank-N.json`` per rank (stdout lines of two ranks interleave) with the max abs
+difference for one and two speakers. The grid (3 latent
 frames of 4x4 tokens, 48 tokens) puts the split between ranks inside a frame.
 """
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -33,7 +36,8 @@ def main() -> None:
         enable_context_parallel(model, torch.device("cpu"), dist.get_world_size())
         got = [model(*args, **kw, return_dict=False)[0] for kw in (one, two)]
     diffs = [(a - b).abs().max().item() for a, b in zip(got, expected, strict=True)]
-    print(json.dumps({"rank": dist.get_rank(), "diffs": diffs, "scale": expected[1].abs().max().item()}), flush=True)
+    result = {"rank": dist.get_rank(), "diffs": diffs, "scale": expected[1].abs().max().item()}
+    Path(sys.argv[1], f"rank-{dist.get_rank()}.json").write_text(json.dumps(result))
     dist.barrier()
     # Skip interpreter teardown: gloo's background threads can abort it on a loaded machine ("terminate called
     # without an active exception") after the results are out.
