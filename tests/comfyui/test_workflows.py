@@ -1,0 +1,63 @@
+"""Workflow templates: slots bound by title, and every filled graph checked against a real server's schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from talkgen.engines.comfyui.schema import check_graph
+from talkgen.engines.comfyui.workflow import Workflow
+from talkgen.errors import InvalidConfig
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "talkgen" / "engines" / "comfyui" / "workflows"
+OBJECT_INFO = Path(__file__).resolve().parents[3] / "shared" / "comfyui" / "object_info.json"
+TEMPLATES = sorted(WORKFLOWS.rglob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def object_info():
+    if not OBJECT_INFO.is_file():
+        pytest.skip("../shared/comfyui/object_info.json is not available")
+    return json.loads(OBJECT_INFO.read_text())
+
+
+VALUES = {"image": "talkgen/j/face.png", "audio_1": "talkgen/j/speech.wav", "prompt": "a person talking",
+          "size": (512, 512), "seed": 7, "steps": 4, "guidance": 1.0, "audio_guidance": 1.0,
+          "output": "talkgen/j/out"}
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_filled_template_fits_the_schema(path, object_info):
+    workflow = Workflow.load(path)
+    graph = workflow.fill({k: v for k, v in VALUES.items() if k in workflow.slots})
+    assert check_graph(graph, object_info) == []
+    assert graph[workflow.slots["image"][0]]["inputs"]["image"] == "talkgen/j/face.png"
+    assert graph[workflow.slots["seed"][0]]["inputs"]["noise_seed"] == 7
+
+
+def test_schema_check_finds_real_mistakes(object_info):
+    graph = Workflow.load(WORKFLOWS / "native" / "I2V_single.json").fill(VALUES)
+    graph["13"]["inputs"]["sampler_name"] = "no-such-sampler"
+    graph["17"]["inputs"]["latent_image"] = ["18", 0]  # IMAGE where a LATENT belongs
+    del graph["12"]["inputs"]["vae"]
+    graph["21"] = {"class_type": "WanVideoSamplerTypo", "inputs": {}}
+    problems = "\n".join(check_graph(graph, object_info))
+    assert "'no-such-sampler' not in" in problems
+    assert "#17 SamplerCustomAdvanced.latent_image: expects LATENT, linked to IMAGE of #18" in problems
+    assert "#12 WanInfiniteTalkToVideo: required input 'vae' missing" in problems
+    assert "class 'WanVideoSamplerTypo' does not exist" in problems
+
+
+def test_binding_errors_are_clear(tmp_path):
+    workflow = Workflow.load(WORKFLOWS / "native" / "I2V_single.json")
+    with pytest.raises(InvalidConfig, match="no node titled talkgen:audio_2"):
+        workflow.fill({"audio_2": "x.wav"})
+    (tmp_path / "ui.json").write_text(json.dumps({"nodes": [], "links": []}))
+    with pytest.raises(InvalidConfig, match="not in API format"):
+        Workflow.load(tmp_path / "ui.json")
+    (tmp_path / "typo.json").write_text(json.dumps({"1": {"class_type": "LoadImage", "inputs": {},
+                                                          "_meta": {"title": "talkgen:imgae"}}}))
+    with pytest.raises(InvalidConfig, match=r"unknown talkgen slot title.*imgae"):
+        Workflow.load(tmp_path / "typo.json")
