@@ -137,6 +137,19 @@ class Settings(BaseSettings):
     native_loras: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="LoRA files fused into the DiT, each `path` or `path@strength`."
     )
+    # ComfyUI engine
+    comfyui_url: str = Field("http://127.0.0.1:8188", description="ComfyUI server the `comfyui` engine drives.")
+    comfyui_flavour: Literal["native", "wrapper"] = Field(
+        "native", description="Workflow flavour: ComfyUI core InfiniteTalk nodes, or the seed's WanVideoWrapper stack."
+    )
+    comfyui_workflows_dir: Path | None = Field(
+        None, description="Your own API-format workflows (<mode>.json with talkgen:* titles) instead of the built-in."
+    )
+    comfyui_timeout_s: float = Field(600, gt=0, description="Base time a ComfyUI prompt may take.")
+    comfyui_timeout_per_audio_s: float = Field(
+        600, gt=0, description="Extra time per second of audio in a prompt (the deadline grows with the audio)."
+    )
+    comfyui_stall_s: float = Field(120, gt=0, description="No event this long: check the server is still alive.")
     color_correction: float = Field(
         1.0, ge=0, le=1, description="Pull each window's colours toward the first frame (0 disables)."
     )

@@ -8,6 +8,7 @@ from talkgen.hookspecs import hookimpl
 @hookimpl
 def register_engines(register) -> None:  # type: ignore[no-untyped-def]
     """The native PyTorch engine (its torch/diffusers imports wait until a job needs it)."""
-    from talkgen.engines import native
+    from talkgen.engines import comfyui, native
 
     register("native", native.create, description="InfiniteTalk in PyTorch (diffusers Wan2.1 + audio adapter)")
+    register("comfyui", comfyui.create, description="InfiniteTalk workflows on a ComfyUI server")

@@ -1,0 +1,134 @@
+"""`ComfyUIEngine`: one ComfyUI prompt per 81-frame window, frames streamed into talkgen's writer.
+
+Per window the engine uploads the window's audio slice (and, after the first window, the previous
+window's last 9 frames as ``previous_frames``), queues the filled workflow, follows it, downloads the
+window's video and writes the new frames. ComfyUI's memory stays bounded by one window, progress and
+cancel work per window, and the response has the same shape as with any engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from talkgen.engines.comfyui.client import ComfyClient
+from talkgen.engines.comfyui.media import read_frames, write_audio_slice, write_frames
+from talkgen.engines.comfyui.run import RunLimits, Step, run_prompt
+from talkgen.engines.comfyui.workflow import Workflow
+from talkgen.errors import EngineFailed, EngineUnavailable, InvalidRequest
+from talkgen.settings import Settings
+
+if TYPE_CHECKING:
+    from talkgen.job import Job
+
+log = logging.getLogger(__name__)
+NAME = "comfyui"
+BUILTIN = Path(__file__).parent / "workflows"
+REQUIRED_NODES = {"native": ["WanInfiniteTalkToVideo", "ModelPatchLoader", "AudioEncoderLoader", "LoadVideo",
+                             "GetVideoComponents", "SaveVideo"]}
+DEFAULT_STEPS = 6  # the lightx2v distill LoRA of the built-in native workflow
+DEFAULT_GUIDANCE = 1.0
+
+
+class ComfyUIEngine:
+    name = NAME
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.flavour = settings.comfyui_flavour
+        self.client = ComfyClient(settings.comfyui_url)
+        self.healthy = True
+        if not self.client.alive():
+            raise EngineUnavailable(f"No ComfyUI server answers at {settings.comfyui_url} (TALKGEN_COMFYUI_URL): "
+                                    "start one, or point the setting at it.", retryable=True)
+        missing = [c for c in REQUIRED_NODES.get(self.flavour, []) if not self.client.node_info(c)]
+        if missing:
+            raise EngineUnavailable(f"ComfyUI at {settings.comfyui_url} lacks nodes {', '.join(missing)}: the "
+                                    f"{self.flavour} flavour needs ComfyUI >= 0.11 core nodes.", retryable=False)
+
+    def workflow(self, mode: str) -> Workflow:
+        folder = self.settings.comfyui_workflows_dir or BUILTIN / self.flavour
+        path = Path(folder) / f"{mode}.json"
+        if not path.is_file():
+            raise EngineUnavailable(f"No {self.flavour} workflow for {mode} ({path}): this flavour covers "
+                                    f"{', '.join(sorted(p.stem for p in Path(folder).glob('*.json')))}.",
+                                    retryable=False)
+        return Workflow.load(path)
+
+    def generate(self, job: Job) -> None:
+        if job.mode.is_video or job.mode.speakers != 1:
+            raise InvalidRequest(f"The ComfyUI engine's {self.flavour} flavour runs I2V_single so far; "
+                                 f"{job.mode.value} needs the native engine (engine: native).", field="engine")
+        workflow = self.workflow(job.mode.workflow)
+        req = job.request
+        folder = f"talkgen/{job.id}"
+        image = self.client.upload(job.visual_path, f"image{job.visual_path.suffix or '.png'}", folder)
+        steps = req.steps or DEFAULT_STEPS
+        wins = job.windows
+        previous: np.ndarray | None = None
+        started = time.monotonic()
+        for win in wins:
+            job.check_cancelled()
+            audio_path = write_audio_slice(job.audio.tracks[0], job.audio.rate, win.start / job.fps,
+                                           win.size / job.fps, job.workdir / f"window-{win.index}.wav")
+            values: dict[str, Any] = {
+                "image": image, "audio_1": self.client.upload(audio_path, audio_path.name, folder),
+                "prompt": req.prompt, "size": (job.width, job.height), "frames": win.size, "seed": job.seed,
+                "steps": steps, "guidance": DEFAULT_GUIDANCE if req.guidance_scale is None else req.guidance_scale,
+                "audio_guidance": req.audio_guidance_scale, "output": f"{folder}/window-{win.index:05d}",
+            }
+            graph = workflow.fill({k: v for k, v in values.items() if k in workflow.slots or k in _REQUIRED})
+            if previous is not None:
+                motion = write_frames(previous, job.workdir / f"motion-{win.index}.mp4", job.fps)
+                _attach_previous_frames(graph, workflow, self.client.upload(motion, motion.name, folder))
+
+            def on_step(step: Step, win=win) -> None:  # type: ignore[no-untyped-def]
+                fraction = (win.index + step.value / max(step.max, 1)) / len(wins)
+                job.report("generate", fraction, f"window {win.index + 1}/{len(wins)}, step {step.value}/{step.max}")
+
+            deadline = (time.monotonic() + self.settings.comfyui_timeout_s
+                        + self.settings.comfyui_timeout_per_audio_s * win.size / job.fps)
+            if job.deadline is not None:
+                deadline = min(deadline, job.deadline)
+            outputs = run_prompt(self.client, graph, RunLimits(job.cancel, deadline, self.settings.comfyui_stall_s),
+                                 on_step)
+            frames = self._window_frames(outputs, job, win.index)
+            if len(frames) < win.size:
+                raise EngineFailed(f"ComfyUI returned {len(frames)} frames for window {win.index + 1}, expected "
+                                   f"{win.size}.", retryable=False)
+            job.writer.write(frames[win.keep()])
+            previous = frames[-job.motion_frames:]
+            job.report("generate", (win.index + 1) / len(wins), f"window {win.index + 1}/{len(wins)}")
+        job.params.update({"steps": steps, "windows": len(wins), "flavour": self.flavour,
+                           "comfyui_s": round(time.monotonic() - started, 3)})
+
+    def _window_frames(self, outputs: dict[str, Any], job: Job, index: int) -> np.ndarray:
+        files = [f for ui in outputs.values() for f in (ui.get("images", []) + ui.get("gifs", []))
+                 if str(f.get("filename", "")).endswith((".mp4", ".webm", ".mkv", ".mov"))]
+        if not files:
+            raise EngineFailed(f"ComfyUI finished window {index + 1} without a video output (SaveVideo or "
+                               "VHS_VideoCombine).", retryable=False)
+        path = self.client.download(files[0], job.workdir / f"window-{index}.mp4")
+        return read_frames(path, job.width, job.height)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+_REQUIRED = {"image", "audio_1", "output"}
+
+
+def _attach_previous_frames(graph: dict[str, Any], workflow: Workflow, uploaded: str) -> None:
+    """Feed the previous window's last frames to the InfiniteTalk node as ``previous_frames``."""
+    talk = next((i for i, n in graph.items() if n["class_type"] == "WanInfiniteTalkToVideo"), None)
+    if talk is None:
+        raise EngineUnavailable(f"{workflow.name} has no WanInfiniteTalkToVideo node to continue windows with.",
+                                retryable=False)
+    load, parts = "talkgen_previous_video", "talkgen_previous_frames"
+    graph[load] = {"class_type": "LoadVideo", "inputs": {"file": uploaded}}
+    graph[parts] = {"class_type": "GetVideoComponents", "inputs": {"video": [load, 0]}}
+    graph[talk]["inputs"]["previous_frames"] = [parts, 0]

@@ -1,0 +1,107 @@
+"""The ComfyUI engine end to end against the fake server: windows, uploads, streaming, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from talkgen.engines.comfyui.engine import BUILTIN
+from tests.support.video_check import decode
+
+TEMPLATE = json.loads((BUILTIN / "native" / "I2V_single.json").read_text())
+SCHEMA = {n["class_type"]: {"input": {"required": {}}} for n in TEMPLATE.values()}
+SCHEMA.update({c: {"input": {"required": {}}} for c in ("LoadVideo", "GetVideoComponents")})
+
+
+def render(graph: dict, inputs: dict) -> bytes:
+    """A window video: ``length`` frames whose brightness encodes (window, frame)."""
+    talk = next(n for n in graph.values() if n["class_type"] == "WanInfiniteTalkToVideo")["inputs"]
+    save = next(n for n in graph.values() if n["class_type"] == "SaveVideo")["inputs"]
+    window = int(save["filename_prefix"].rsplit("-", 1)[1])
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = talk["width"], talk["height"], "yuv444p"
+        for i in range(talk["length"]):
+            frame = np.full((talk["height"], talk["width"], 3), (window * 60 + i * 2) % 250, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def comfy_service(media_dir, work_root, tmp_path):
+    from talkgen.service import TalkGen
+    from talkgen.settings import Settings
+    from tests.support.fake_comfyui import FakeComfyUI
+    from tests.support.media_factory import make_wav
+
+    make_wav(media_dir / "long.wav", seconds=4.0)
+    with FakeComfyUI(SCHEMA, render=render) as server:
+        settings = Settings(engine="comfyui", comfyui_url=server.url, allowed_path_roots=[media_dir],
+                            work_dir=work_root, comfyui_stall_s=5)
+        service = TalkGen(settings)
+        yield service, server, media_dir
+        service.close()
+
+
+def test_i2v_single_in_windows(comfy_service, tmp_path):
+    service, server, media = comfy_service
+    events = []
+    result = service.generate({"image_path": str(media / "face.png"), "wav_path": str(media / "long.wav"),
+                               "width": 128, "height": 128, "seed": 5, "steps": 3, "job_id": "cj1"},
+                              output=str(tmp_path / "c.mp4"), progress=events.append)
+    video = decode(tmp_path / "c.mp4")
+    assert video.count == 100 and (video.width, video.height) == (128, 128)
+    assert video.audio_duration == pytest.approx(4.0, abs=0.03)
+    brightness = [int(f.mean()) for f in video.frames]
+    assert brightness[:81] == pytest.approx([(i * 2) % 250 for i in range(81)], abs=2)  # window 1 whole
+    assert brightness[81:] == pytest.approx([(60 + i * 2) % 250 for i in range(9, 28)], abs=2)  # window 2, new only
+    first, second = server.prompts
+    assert "previous_frames" not in json.dumps(first)
+    talk = next(n for n in second.values() if n["class_type"] == "WanInfiniteTalkToVideo")["inputs"]
+    loader = second[talk["previous_frames"][0]]
+    assert second[loader["inputs"]["video"][0]]["inputs"]["file"] == "talkgen/cj1/motion-1.mp4"
+    assert {"talkgen/cj1/window-0.wav", "talkgen/cj1/window-1.wav"} <= set(server.inputs)
+    noise = next(n for n in second.values() if n["class_type"] == "RandomNoise")["inputs"]
+    assert noise["noise_seed"] == 5 and talk["width"] == 128 and talk["length"] == 81
+    assert any(e.message == "window 2/2, step 4/4" for e in events)
+    assert result.engine == "comfyui" and result.params["windows"] == 2
+
+
+def test_execution_error_reaches_the_caller(comfy_service, tmp_path):
+    from talkgen.errors import EngineFailed
+
+    service, server, media = comfy_service
+    server.behaviour = "error"
+    with pytest.raises(EngineFailed, match="SafetensorError") as info:
+        service.generate({"image_path": str(media / "face.png"), "wav_path": str(media / "speech.wav"),
+                          "width": 128, "height": 128}, output=str(tmp_path / "x.mp4"))
+    assert info.value.code == "engine_failed"
+    assert not Path(tmp_path / "x.mp4").exists()
+
+
+def test_missing_nodes_and_unsupported_modes(media_dir, work_root, tmp_path):
+    from talkgen.errors import EngineUnavailable, InvalidRequest
+    from talkgen.service import TalkGen
+    from talkgen.settings import Settings
+    from tests.support.fake_comfyui import FakeComfyUI
+
+    with FakeComfyUI({"LoadImage": {"input": {"required": {}}}}) as old:
+        service = TalkGen(Settings(engine="comfyui", comfyui_url=old.url, allowed_path_roots=[media_dir],
+                                   work_dir=work_root))
+        with pytest.raises(EngineUnavailable, match="lacks nodes WanInfiniteTalkToVideo"):
+            service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav")},
+                             output=str(tmp_path / "x.mp4"))
+    with FakeComfyUI(SCHEMA) as server:
+        service = TalkGen(Settings(engine="comfyui", comfyui_url=server.url, allowed_path_roots=[media_dir],
+                                   work_dir=work_root))
+        with pytest.raises(InvalidRequest, match="I2V_multi needs the native engine"):
+            service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
+                              "wav_path_2": str(media_dir / "speech2.wav"), "person_count": "multi"},
+                             output=str(tmp_path / "x.mp4"))
