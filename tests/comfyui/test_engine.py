@@ -18,6 +18,13 @@ SCHEMA = {n["class_type"]: {"input": {"required": {}}} for n in TEMPLATE.values(
 SCHEMA.update({c: {"input": {"required": {}}} for c in ("LoadVideo", "GetVideoComponents")})
 
 
+MODELS = {"diffusion_models": ["Wan2_1-I2V-14B-480p_fp8_e4m3fn_scaled_KJ.safetensors"],
+          "loras": ["lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors"],
+          "text_encoders": ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"], "vae": ["Wan2_1_VAE_bf16.safetensors"],
+          "model_patches": ["wan2.1_infiniteTalk_single_fp16.safetensors"],
+          "audio_encoders": ["wav2vec2-chinese-base_fp16.safetensors"]}
+
+
 def render(graph: dict, inputs: dict) -> bytes:
     """A window video: ``length`` frames whose brightness encodes (window, frame)."""
     talk = next(n for n in graph.values() if n["class_type"] == "WanInfiniteTalkToVideo")["inputs"]
@@ -42,7 +49,7 @@ def comfy_service(media_dir, work_root, tmp_path):
     from tests.support.media_factory import make_wav
 
     make_wav(media_dir / "long.wav", seconds=4.0)
-    with FakeComfyUI(SCHEMA, render=render) as server:
+    with FakeComfyUI(SCHEMA, render=render, models=MODELS) as server:
         settings = Settings(engine="comfyui", comfyui_url=server.url, allowed_path_roots=[media_dir],
                             work_dir=work_root, comfyui_stall_s=5)
         service = TalkGen(settings)
@@ -98,9 +105,15 @@ def test_missing_nodes_and_unsupported_modes(media_dir, work_root, tmp_path):
         with pytest.raises(EngineUnavailable, match="lacks nodes WanInfiniteTalkToVideo"):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav")},
                              output=str(tmp_path / "x.mp4"))
-    with FakeComfyUI(SCHEMA) as server:
+    with FakeComfyUI(SCHEMA, models={**MODELS, "vae": [], "model_patches": []}) as server:
         service = TalkGen(Settings(engine="comfyui", comfyui_url=server.url, allowed_path_roots=[media_dir],
                                    work_dir=work_root))
+        with pytest.raises(EngineUnavailable, match=r"lacks model files for I2V_single.json: "
+                           r"model_patches/wan2.1_infiniteTalk_single_fp16.safetensors, "
+                           r"vae/Wan2_1_VAE_bf16.safetensors \(under"):
+            service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav")},
+                             output=str(tmp_path / "x.mp4"))
+        assert server.prompts == [] and server.inputs == {}  # found before any upload or prompt
         with pytest.raises(InvalidRequest, match="I2V_multi needs the native engine"):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
                               "wav_path_2": str(media_dir / "speech2.wav"), "person_count": "multi"},

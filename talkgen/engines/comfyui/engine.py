@@ -17,6 +17,7 @@ import numpy as np
 
 from talkgen.engines.comfyui.client import ComfyClient
 from talkgen.engines.comfyui.media import read_frames, write_audio_slice, write_frames
+from talkgen.engines.comfyui.preflight import check_models
 from talkgen.engines.comfyui.run import RunLimits, Step, run_prompt
 from talkgen.engines.comfyui.workflow import Workflow
 from talkgen.errors import EngineFailed, EngineUnavailable, InvalidRequest
@@ -42,6 +43,7 @@ class ComfyUIEngine:
         self.flavour = settings.comfyui_flavour
         self.client = ComfyClient(settings.comfyui_url)
         self.healthy = True
+        self._checked: set[str] = set()
         if not self.client.alive():
             raise EngineUnavailable(f"No ComfyUI server answers at {settings.comfyui_url} (TALKGEN_COMFYUI_URL): "
                                     "start one, or point the setting at it.", retryable=True)
@@ -64,6 +66,9 @@ class ComfyUIEngine:
             raise InvalidRequest(f"The ComfyUI engine's {self.flavour} flavour runs I2V_single so far; "
                                  f"{job.mode.value} needs the native engine (engine: native).", field="engine")
         workflow = self.workflow(job.mode.workflow)
+        if workflow.name not in self._checked:  # once per workflow: model files the loaders name
+            check_models(self.client, workflow.graph, workflow.name)
+            self._checked.add(workflow.name)
         req = job.request
         folder = f"talkgen/{job.id}"
         image = self.client.upload(job.visual_path, f"image{job.visual_path.suffix or '.png'}", folder)
