@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     comfyui_flavour: Literal["native", "wrapper"] = Field(
         "native", description="Workflow flavour: ComfyUI core InfiniteTalk nodes, or the seed's WanVideoWrapper stack."
     )
+    comfyui_dir: Path | None = Field(
+        None, description="The ComfyUI folder (or --base-directory) when it is on this machine: job files are removed."
+    )
     comfyui_workflows_dir: Path | None = Field(
         None, description="Your own API-format workflows (<mode>.json with talkgen:* titles) instead of the built-in."
     )

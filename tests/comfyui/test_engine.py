@@ -118,3 +118,24 @@ def test_missing_nodes_and_unsupported_modes(media_dir, work_root, tmp_path):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
                               "wav_path_2": str(media_dir / "speech2.wav"), "person_count": "multi"},
                              output=str(tmp_path / "x.mp4"))
+
+
+def test_job_files_and_history_are_cleaned(media_dir, work_root, tmp_path):
+    from talkgen.service import TalkGen
+    from talkgen.settings import Settings
+    from tests.support.fake_comfyui import FakeComfyUI
+
+    comfy_dir = tmp_path / "comfy"
+    for kind in ("input", "output"):
+        (comfy_dir / kind / "talkgen" / "cj2").mkdir(parents=True)
+        (comfy_dir / kind / "talkgen" / "cj2" / "file").write_bytes(b"x")
+    (comfy_dir / "input" / "talkgen" / "other-job").mkdir()
+    with FakeComfyUI(SCHEMA, render=render, models=MODELS) as server:
+        service = TalkGen(Settings(engine="comfyui", comfyui_url=server.url, comfyui_dir=comfy_dir,
+                                   allowed_path_roots=[media_dir], work_dir=work_root))
+        service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
+                          "width": 128, "height": 128, "job_id": "cj2"}, output=str(tmp_path / "o.mp4"))
+        assert server.history == {}  # every window's history entry was deleted
+    assert not (comfy_dir / "input" / "talkgen" / "cj2").exists()
+    assert not (comfy_dir / "output" / "talkgen" / "cj2").exists()
+    assert (comfy_dir / "input" / "talkgen" / "other-job").exists()

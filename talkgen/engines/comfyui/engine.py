@@ -9,7 +9,9 @@ cancel work per window, and the response has the same shape as with any engine.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,8 +71,15 @@ class ComfyUIEngine:
         if workflow.name not in self._checked:  # once per workflow: model files the loaders name
             check_models(self.client, workflow.graph, workflow.name)
             self._checked.add(workflow.name)
-        req = job.request
         folder = f"talkgen/{job.id}"
+        prompts: list[str] = []
+        try:
+            self._windows(job, workflow, folder, prompts)
+        finally:
+            self._clean(folder, prompts)
+
+    def _windows(self, job: Job, workflow: Workflow, folder: str, prompts: list[str]) -> None:
+        req = job.request
         image = self.client.upload(job.visual_path, f"image{job.visual_path.suffix or '.png'}", folder)
         steps = req.steps or DEFAULT_STEPS
         wins = job.windows
@@ -99,8 +108,9 @@ class ComfyUIEngine:
                         + self.settings.comfyui_timeout_per_audio_s * win.size / job.fps)
             if job.deadline is not None:
                 deadline = min(deadline, job.deadline)
+            prompts.append(str(uuid.uuid4()))
             outputs = run_prompt(self.client, graph, RunLimits(job.cancel, deadline, self.settings.comfyui_stall_s),
-                                 on_step)
+                                 on_step, prompts[-1])
             frames = self._window_frames(outputs, job, win.index)
             if len(frames) < win.size:
                 raise EngineFailed(f"ComfyUI returned {len(frames)} frames for window {win.index + 1}, expected "
@@ -110,6 +120,17 @@ class ComfyUIEngine:
             job.report("generate", (win.index + 1) / len(wins), f"window {win.index + 1}/{len(wins)}")
         job.params.update({"steps": steps, "windows": len(wins), "flavour": self.flavour,
                            "comfyui_s": round(time.monotonic() - started, 3)})
+
+    def _clean(self, folder: str, prompts: list[str]) -> None:
+        """Forget the job's history entries; remove its input/output files when the server is local."""
+        for prompt_id in prompts:
+            try:
+                self.client.free_history(prompt_id)
+            except EngineFailed:
+                log.warning("could not delete ComfyUI history of %s", prompt_id)
+        if self.settings.comfyui_dir is not None:
+            for kind in ("input", "output"):
+                shutil.rmtree(Path(self.settings.comfyui_dir) / kind / folder, ignore_errors=True)
 
     def _window_frames(self, outputs: dict[str, Any], job: Job, index: int) -> np.ndarray:
         files = [f for ui in outputs.values() for f in (ui.get("images", []) + ui.get("gifs", []))

@@ -42,9 +42,9 @@ class RunLimits:
 
 
 def run_prompt(client: ComfyClient, graph: dict[str, Any], limits: RunLimits,
-               on_step: Callable[[Step], None] | None = None) -> dict[str, Any]:
+               on_step: Callable[[Step], None] | None = None, prompt_id: str | None = None) -> dict[str, Any]:
     """Queue ``graph`` and wait for it; returns the history entry's ``outputs``."""
-    prompt_id = str(uuid.uuid4())
+    prompt_id = prompt_id or str(uuid.uuid4())
     ws = _connect(client)
     try:
         client.queue_prompt(graph, prompt_id)
