@@ -35,7 +35,7 @@ def window_video(width: int, height: int, frames: int = 81) -> bytes:
         stream = out.add_stream("libx264", rate=25, options={"crf": "19", "preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
-            y = np.linspace(0, 255, width, dtype=np.uint8)[None, :, None]
+            y = np.linspace(0, 255, width).astype(np.int32)[None, :, None]
             frame = np.broadcast_to((y + i * 3) % 256, (height, width, 3)).astype(np.uint8)
             out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
         out.mux(stream.encode())
