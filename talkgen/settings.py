@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     comfyui_dir: Path | None = Field(
         None, description="The ComfyUI folder (or --base-directory) when it is on this machine: job files are removed."
     )
+    comfyui_args: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra flags when talkgen starts ComfyUI (e.g. --cpu --max-upload-size 500)."
+    )
+    comfyui_python: Path | None = Field(None, description="Python of ComfyUI's environment (default: this one).")
+    comfyui_start_timeout_s: float = Field(180, gt=0, description="How long a started ComfyUI may take to answer.")
     comfyui_workflows_dir: Path | None = Field(
         None, description="Your own API-format workflows (<mode>.json with talkgen:* titles) instead of the built-in."
     )
@@ -156,6 +161,15 @@ class Settings(BaseSettings):
     color_correction: float = Field(
         1.0, ge=0, le=1, description="Pull each window's colours toward the first frame (0 disables)."
     )
+
+    @field_validator("comfyui_args", mode="before")
+    @classmethod
+    def _split_args(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            import shlex
+
+            return json.loads(value) if value.lstrip().startswith("[") else shlex.split(value)
+        return value
 
     @field_validator("native_loras", mode="before")
     @classmethod

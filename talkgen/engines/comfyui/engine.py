@@ -21,12 +21,14 @@ from talkgen.engines.comfyui.client import ComfyClient
 from talkgen.engines.comfyui.media import read_frames, write_audio_slice, write_frames
 from talkgen.engines.comfyui.preflight import check_models
 from talkgen.engines.comfyui.run import RunLimits, Step, run_prompt
+from talkgen.engines.comfyui.supervisor import Supervisor
 from talkgen.engines.comfyui.workflow import Workflow
 from talkgen.errors import EngineFailed, EngineUnavailable, InvalidRequest
 from talkgen.settings import Settings
 
 if TYPE_CHECKING:
     from talkgen.job import Job
+    from talkgen.plan import Window
 
 log = logging.getLogger(__name__)
 NAME = "comfyui"
@@ -46,9 +48,8 @@ class ComfyUIEngine:
         self.client = ComfyClient(settings.comfyui_url)
         self.healthy = True
         self._checked: set[str] = set()
-        if not self.client.alive():
-            raise EngineUnavailable(f"No ComfyUI server answers at {settings.comfyui_url} (TALKGEN_COMFYUI_URL): "
-                                    "start one, or point the setting at it.", retryable=True)
+        self.supervisor = Supervisor(settings, self.client)
+        self.supervisor.ensure()
         missing = [c for c in REQUIRED_NODES.get(self.flavour, []) if not self.client.node_info(c)]
         if missing:
             raise EngineUnavailable(f"ComfyUI at {settings.comfyui_url} lacks nodes {', '.join(missing)}: the "
@@ -79,26 +80,12 @@ class ComfyUIEngine:
             self._clean(folder, prompts)
 
     def _windows(self, job: Job, workflow: Workflow, folder: str, prompts: list[str]) -> None:
-        req = job.request
-        image = self.client.upload(job.visual_path, f"image{job.visual_path.suffix or '.png'}", folder)
-        steps = req.steps or DEFAULT_STEPS
+        steps = job.request.steps or DEFAULT_STEPS
         wins = job.windows
         previous: np.ndarray | None = None
         started = time.monotonic()
         for win in wins:
             job.check_cancelled()
-            audio_path = write_audio_slice(job.audio.tracks[0], job.audio.rate, win.start / job.fps,
-                                           win.size / job.fps, job.workdir / f"window-{win.index}.wav")
-            values: dict[str, Any] = {
-                "image": image, "audio_1": self.client.upload(audio_path, audio_path.name, folder),
-                "prompt": req.prompt, "size": (job.width, job.height), "frames": win.size, "seed": job.seed,
-                "steps": steps, "guidance": DEFAULT_GUIDANCE if req.guidance_scale is None else req.guidance_scale,
-                "audio_guidance": req.audio_guidance_scale, "output": f"{folder}/window-{win.index:05d}",
-            }
-            graph = workflow.fill({k: v for k, v in values.items() if k in workflow.slots or k in _REQUIRED})
-            if previous is not None:
-                motion = write_frames(previous, job.workdir / f"motion-{win.index}.mp4", job.fps)
-                _attach_previous_frames(graph, workflow, self.client.upload(motion, motion.name, folder))
 
             def on_step(step: Step, win=win) -> None:  # type: ignore[no-untyped-def]
                 fraction = (win.index + step.value / max(step.max, 1)) / len(wins)
@@ -108,9 +95,18 @@ class ComfyUIEngine:
                         + self.settings.comfyui_timeout_per_audio_s * win.size / job.fps)
             if job.deadline is not None:
                 deadline = min(deadline, job.deadline)
+            limits = RunLimits(job.cancel, deadline, self.settings.comfyui_stall_s)
             prompts.append(str(uuid.uuid4()))
-            outputs = run_prompt(self.client, graph, RunLimits(job.cancel, deadline, self.settings.comfyui_stall_s),
-                                 on_step, prompts[-1])
+            try:
+                graph = self._window_graph(job, workflow, folder, win, previous, steps)
+                outputs = run_prompt(self.client, graph, limits, on_step, prompts[-1])
+            except EngineFailed as exc:
+                if not exc.retryable or self.client.alive() or not self.supervisor.recover():
+                    raise
+                # The server was restarted: upload this window's inputs again (its disk may be new) and rerun it.
+                prompts.append(str(uuid.uuid4()))
+                graph = self._window_graph(job, workflow, folder, win, previous, steps)
+                outputs = run_prompt(self.client, graph, limits, on_step, prompts[-1])
             frames = self._window_frames(outputs, job, win.index)
             if len(frames) < win.size:
                 raise EngineFailed(f"ComfyUI returned {len(frames)} frames for window {win.index + 1}, expected "
@@ -120,6 +116,25 @@ class ComfyUIEngine:
             job.report("generate", (win.index + 1) / len(wins), f"window {win.index + 1}/{len(wins)}")
         job.params.update({"steps": steps, "windows": len(wins), "flavour": self.flavour,
                            "comfyui_s": round(time.monotonic() - started, 3)})
+
+    def _window_graph(self, job: Job, workflow: Workflow, folder: str, win: Window, previous: np.ndarray | None,
+                      steps: int) -> dict[str, Any]:
+        """Upload the window's inputs (image, audio slice, motion frames) and fill the workflow with them."""
+        req = job.request
+        image = self.client.upload(job.visual_path, f"image{job.visual_path.suffix or '.png'}", folder)
+        audio_path = write_audio_slice(job.audio.tracks[0], job.audio.rate, win.start / job.fps,
+                                       win.size / job.fps, job.workdir / f"window-{win.index}.wav")
+        values: dict[str, Any] = {
+            "image": image, "audio_1": self.client.upload(audio_path, audio_path.name, folder),
+            "prompt": req.prompt, "size": (job.width, job.height), "frames": win.size, "seed": job.seed,
+            "steps": steps, "guidance": DEFAULT_GUIDANCE if req.guidance_scale is None else req.guidance_scale,
+            "audio_guidance": req.audio_guidance_scale, "output": f"{folder}/window-{win.index:05d}",
+        }
+        graph = workflow.fill({k: v for k, v in values.items() if k in workflow.slots or k in _REQUIRED})
+        if previous is not None:
+            motion = write_frames(previous, job.workdir / f"motion-{win.index}.mp4", job.fps)
+            _attach_previous_frames(graph, workflow, self.client.upload(motion, motion.name, folder))
+        return graph
 
     def _clean(self, folder: str, prompts: list[str]) -> None:
         """Forget the job's history entries; remove its input/output files when the server is local."""
@@ -142,6 +157,7 @@ class ComfyUIEngine:
         return read_frames(path, job.width, job.height)
 
     def close(self) -> None:
+        self.supervisor.stop()
         self.client.close()
 
 
