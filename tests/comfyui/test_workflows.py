@@ -23,9 +23,10 @@ def object_info():
     return json.loads(OBJECT_INFO.read_text())
 
 
-VALUES = {"image": "talkgen/j/face.png", "audio_1": "talkgen/j/speech.wav", "prompt": "a person talking",
-          "size": (512, 512), "seed": 7, "steps": 4, "guidance": 1.0, "audio_guidance": 1.0,
-          "output": "talkgen/j/out"}
+VALUES = {"image": "talkgen/j/face.png", "video": "talkgen/j/source.mp4", "audio_1": "talkgen/j/speech.wav",
+          "audio_2": "talkgen/j/speech_2.wav", "mask_1": "talkgen/j/mask_1.png", "mask_2": "talkgen/j/mask_2.png",
+          "prompt": "a person talking", "negative_prompt": "blurry", "size": (512, 512), "seed": 7, "steps": 4,
+          "guidance": 1.0, "audio_guidance": 1.0, "frames": 81, "output": "talkgen/j/out"}
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -33,12 +34,15 @@ def test_filled_template_fits_the_schema(path, object_info):
     workflow = Workflow.load(path)
     graph = workflow.fill({k: v for k, v in VALUES.items() if k in workflow.slots})
     assert check_graph(graph, object_info) == []
-    assert graph[workflow.slots["image"][0]]["inputs"]["image"] == "talkgen/j/face.png"
-    assert graph[workflow.slots["seed"][0]]["inputs"]["noise_seed"] == 7
+    visual = "image" if "image" in workflow.slots else "video"
+    assert visual in workflow.slots and "audio_1" in workflow.slots and "seed" in workflow.slots
+    seed_node = graph[workflow.slots["seed"][0]]
+    assert 7 in seed_node["inputs"].values()
 
 
 def test_schema_check_finds_real_mistakes(object_info):
-    graph = Workflow.load(WORKFLOWS / "native" / "I2V_single.json").fill(VALUES)
+    workflow = Workflow.load(WORKFLOWS / "native" / "I2V_single.json")
+    graph = workflow.fill({k: v for k, v in VALUES.items() if k in workflow.slots})
     graph["13"]["inputs"]["sampler_name"] = "no-such-sampler"
     graph["17"]["inputs"]["latent_image"] = ["18", 0]  # IMAGE where a LATENT belongs
     del graph["12"]["inputs"]["vae"]
