@@ -114,7 +114,7 @@ def test_missing_nodes_and_unsupported_modes(media_dir, work_root, tmp_path):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav")},
                              output=str(tmp_path / "x.mp4"))
         assert server.prompts == [] and server.inputs == {}  # found before any upload or prompt
-        with pytest.raises(InvalidRequest, match="I2V_multi needs the native engine"):
+        with pytest.raises(InvalidRequest, match="I2V_multi needs TALKGEN_COMFYUI_FLAVOUR=wrapper"):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
                               "wav_path_2": str(media_dir / "speech2.wav"), "person_count": "multi"},
                              output=str(tmp_path / "x.mp4"))

@@ -9,8 +9,9 @@ import torch
 from talkgen.engines.native.audio_proj import gather_windows, pack_latent_windows
 from talkgen.engines.native.colour import lab_to_rgb, match_colours, reference_stats, rgb_to_lab
 from talkgen.engines.native.sampler import guided, passes, timesteps
-from talkgen.engines.native.speakers import default_boxes, speaker_masks, token_positions
+from talkgen.engines.native.speakers import speaker_masks, token_positions
 from talkgen.engines.native.windows import audio_positions
+from talkgen.media.boxes import default_boxes
 from talkgen.plan import windows
 
 

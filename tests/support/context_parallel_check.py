@@ -16,9 +16,10 @@ import torch
 import torch.distributed as dist
 
 from talkgen.engines.native.parallel import enable_context_parallel
-from talkgen.engines.native.speakers import default_boxes, speaker_masks
+from talkgen.engines.native.speakers import speaker_masks
 from talkgen.engines.native.tiny import AUDIO, DIT
 from talkgen.engines.native.transformer import InfiniteTalkTransformer3DModel
+from talkgen.media.boxes import default_boxes
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ cancel work per window, and the response has the same shape as with any engine.
 from __future__ import annotations
 
 import logging
+import mimetypes
 import shutil
 import time
 import uuid
@@ -18,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from talkgen.engines.comfyui.client import ComfyClient
-from talkgen.engines.comfyui.media import read_frames, write_audio_slice, write_frames
+from talkgen.engines.comfyui.media import iter_frames, read_frames, write_audio_slice, write_frames, write_mask
 from talkgen.engines.comfyui.preflight import check_models
 from talkgen.engines.comfyui.run import RunLimits, Step, run_prompt
 from talkgen.engines.comfyui.supervisor import Supervisor
 from talkgen.engines.comfyui.workflow import Workflow
 from talkgen.errors import EngineFailed, EngineUnavailable, InvalidRequest
+from talkgen.media.boxes import default_boxes
 from talkgen.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,7 +36,9 @@ log = logging.getLogger(__name__)
 NAME = "comfyui"
 BUILTIN = Path(__file__).parent / "workflows"
 REQUIRED_NODES = {"native": ["WanInfiniteTalkToVideo", "ModelPatchLoader", "AudioEncoderLoader", "LoadVideo",
-                             "GetVideoComponents", "SaveVideo"]}
+                             "GetVideoComponents", "SaveVideo"],
+                  "wrapper": ["WanVideoSampler", "MultiTalkWav2VecEmbeds", "WanVideoImageToVideoMultiTalk",
+                              "Wav2VecModelLoader", "VHS_VideoCombine", "VHS_LoadVideo", "ImageResizeKJv2"]}
 DEFAULT_STEPS = 6  # the lightx2v distill LoRA of the built-in native workflow
 DEFAULT_GUIDANCE = 1.0
 
@@ -65,9 +69,10 @@ class ComfyUIEngine:
         return Workflow.load(path)
 
     def generate(self, job: Job) -> None:
-        if job.mode.is_video or job.mode.speakers != 1:
-            raise InvalidRequest(f"The ComfyUI engine's {self.flavour} flavour runs I2V_single so far; "
-                                 f"{job.mode.value} needs the native engine (engine: native).", field="engine")
+        if self.flavour == "native" and (job.mode.is_video or job.mode.speakers != 1):
+            raise InvalidRequest(f"The ComfyUI engine's native flavour runs I2V_single; {job.mode.value} needs "
+                                 "TALKGEN_COMFYUI_FLAVOUR=wrapper or the native engine (engine: native).",
+                                 field="engine")
         workflow = self.workflow(job.mode.workflow)
         if workflow.name not in self._checked:  # once per workflow: model files the loaders name
             check_models(self.client, workflow.graph, workflow.name)
@@ -75,7 +80,10 @@ class ComfyUIEngine:
         folder = f"talkgen/{job.id}"
         prompts: list[str] = []
         try:
-            self._windows(job, workflow, folder, prompts)
+            if self.flavour == "wrapper":
+                self._whole(job, workflow, folder, prompts)
+            else:
+                self._windows(job, workflow, folder, prompts)
         finally:
             self._clean(folder, prompts)
 
@@ -117,11 +125,68 @@ class ComfyUIEngine:
         job.params.update({"steps": steps, "windows": len(wins), "flavour": self.flavour,
                            "comfyui_s": round(time.monotonic() - started, 3)})
 
+    def _whole(self, job: Job, workflow: Workflow, folder: str, prompts: list[str]) -> None:
+        """Wrapper flavour: one prompt for the whole audio (the wrapper's sampler windows internally)."""
+        steps = job.request.steps or (4 if job.mode.is_video else DEFAULT_STEPS)
+        started = time.monotonic()
+
+        def on_step(step: Step) -> None:
+            job.report("generate", step.value / max(step.max, 1), f"step {step.value}/{step.max}")
+
+        deadline = (time.monotonic() + self.settings.comfyui_timeout_s
+                    + self.settings.comfyui_timeout_per_audio_s * job.frames / job.fps)
+        if job.deadline is not None:
+            deadline = min(deadline, job.deadline)
+        limits = RunLimits(job.cancel, deadline, self.settings.comfyui_stall_s)
+        prompts.append(str(uuid.uuid4()))
+        try:
+            outputs = run_prompt(self.client, self._whole_graph(job, workflow, folder, steps), limits, on_step,
+                                 prompts[-1])
+        except EngineFailed as exc:
+            if not exc.retryable or self.client.alive() or not self.supervisor.recover():
+                raise
+            prompts.append(str(uuid.uuid4()))
+            outputs = run_prompt(self.client, self._whole_graph(job, workflow, folder, steps), limits, on_step,
+                                 prompts[-1])
+        path = self._download_video(outputs, job, "the job")
+        written = 0
+        for batch in iter_frames(path, job.width, job.height):
+            take = batch[: job.frames - written]
+            if len(take):
+                job.writer.write(take)
+                written += len(take)
+        if written < job.frames:
+            raise EngineFailed(f"ComfyUI returned {written} frames, expected {job.frames}.", retryable=False)
+        job.params.update({"steps": steps, "flavour": self.flavour,
+                           "comfyui_s": round(time.monotonic() - started, 3)})
+
+    def _whole_graph(self, job: Job, workflow: Workflow, folder: str, steps: int) -> dict[str, Any]:
+        req = job.request
+        visual = "video" if job.mode.is_video else "image"
+        values: dict[str, Any] = {
+            visual: self.client.upload(job.visual_path, f"{visual}{_extension(job)}", folder),
+            "prompt": req.prompt, "negative_prompt": req.negative_prompt, "size": (job.width, job.height),
+            "frames": job.frames, "seed": job.seed, "steps": steps,
+            "guidance": DEFAULT_GUIDANCE if req.guidance_scale is None else req.guidance_scale,
+            "audio_guidance": req.audio_guidance_scale, "output": f"{folder}/video",
+        }
+        # The prepared per-speaker tracks already encode para or add (each speaker silent outside its turn),
+        # so the wrapper mixes them as overlapping ("para") tracks either way.
+        for i, track in enumerate(job.audio.tracks, start=1):
+            path = write_audio_slice(track, job.audio.rate, 0.0, job.frames / job.fps, job.workdir / f"speech_{i}.wav")
+            values[f"audio_{i}"] = self.client.upload(path, path.name, folder)
+        if job.mode.speakers == 2:
+            w, h = job.visual.width, job.visual.height
+            for i, box in enumerate(job.request.speaker_boxes or default_boxes(w, h), start=1):
+                mask = write_mask(box, w, h, job.width, job.height, job.workdir / f"mask_{i}.png")
+                values[f"mask_{i}"] = self.client.upload(mask, mask.name, folder)
+        return workflow.fill({k: v for k, v in values.items() if k in workflow.slots or k in _REQUIRED_WHOLE})
+
     def _window_graph(self, job: Job, workflow: Workflow, folder: str, win: Window, previous: np.ndarray | None,
                       steps: int) -> dict[str, Any]:
         """Upload the window's inputs (image, audio slice, motion frames) and fill the workflow with them."""
         req = job.request
-        image = self.client.upload(job.visual_path, f"image{job.visual_path.suffix or '.png'}", folder)
+        image = self.client.upload(job.visual_path, f"image{_extension(job)}", folder)
         audio_path = write_audio_slice(job.audio.tracks[0], job.audio.rate, win.start / job.fps,
                                        win.size / job.fps, job.workdir / f"window-{win.index}.wav")
         values: dict[str, Any] = {
@@ -148,20 +213,34 @@ class ComfyUIEngine:
                 shutil.rmtree(Path(self.settings.comfyui_dir) / kind / folder, ignore_errors=True)
 
     def _window_frames(self, outputs: dict[str, Any], job: Job, index: int) -> np.ndarray:
+        path = self._download_video(outputs, job, f"window {index + 1}")
+        return read_frames(path, job.width, job.height)
+
+    def _download_video(self, outputs: dict[str, Any], job: Job, what: str) -> Path:
         files = [f for ui in outputs.values() for f in (ui.get("images", []) + ui.get("gifs", []))
                  if str(f.get("filename", "")).endswith((".mp4", ".webm", ".mkv", ".mov"))]
         if not files:
-            raise EngineFailed(f"ComfyUI finished window {index + 1} without a video output (SaveVideo or "
-                               "VHS_VideoCombine).", retryable=False)
-        path = self.client.download(files[0], job.workdir / f"window-{index}.mp4")
-        return read_frames(path, job.width, job.height)
+            raise EngineFailed(f"ComfyUI finished {what} without a video output (SaveVideo or VHS_VideoCombine).",
+                               retryable=False)
+        return self.client.download(files[0], job.workdir / f"comfyui-{len(list(job.workdir.glob('comfyui-*')))}.mp4")
 
     def close(self) -> None:
         self.supervisor.stop()
         self.client.close()
 
 
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "video/mp4": ".mp4",
+               "video/quicktime": ".mov", "video/webm": ".webm", "video/x-matroska": ".mkv"}
+
+
+def _extension(job: Job) -> str:
+    """The visual input's extension from its sniffed type (ComfyUI's loaders go by file names)."""
+    media = job.media[job.mode.visual_role.name]
+    return _EXTENSIONS.get(media.mime) or mimetypes.guess_extension(media.mime) or job.visual_path.suffix or ".bin"
+
+
 _REQUIRED = {"image", "audio_1", "output"}
+_REQUIRED_WHOLE = {"audio_1", "output"}
 
 
 def _attach_previous_frames(graph: dict[str, Any], workflow: Workflow, uploaded: str) -> None:

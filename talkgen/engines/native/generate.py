@@ -17,9 +17,10 @@ from talkgen.engines.native.checkpoint import Checkpoint, checkpoint_root
 from talkgen.engines.native.colour import match_colours, reference_stats
 from talkgen.engines.native.output_worker import OutputWorker
 from talkgen.engines.native.sampler import passes, sample, timesteps
-from talkgen.engines.native.speakers import default_boxes, speaker_masks
+from talkgen.engines.native.speakers import speaker_masks
 from talkgen.engines.native.windows import audio_windows, first_frame_mask, frame_to_tensor, video_to_uint8
 from talkgen.errors import InvalidRequest
+from talkgen.media.boxes import default_boxes
 from talkgen.plan import Window, window_source_frame
 
 if TYPE_CHECKING:

@@ -16,18 +16,6 @@ BACKGROUND_POSITION = 12.0
 ROPE_BASE = 10000.0
 MAP_CHUNK_TOKENS = 4096
 """Query tokens per step of the attention-map computation (bounds its transient memory)."""
-DEFAULT_FACE_MARGIN = 0.05
-"""Default boxes (left/right halves) are shrunk by this share of the side, as upstream does."""
-
-
-def default_boxes(width: float, height: float) -> list[list[float]]:
-    """Left and right halves as ``[x0, y0, x1, y1]``, shrunk by `DEFAULT_FACE_MARGIN`."""
-    half = width / 2
-    top, bottom = height * DEFAULT_FACE_MARGIN, height * (1 - DEFAULT_FACE_MARGIN)
-    return [
-        [half * DEFAULT_FACE_MARGIN, top, half * (1 - DEFAULT_FACE_MARGIN), bottom],
-        [half + half * DEFAULT_FACE_MARGIN, top, half + half * (1 - DEFAULT_FACE_MARGIN), bottom],
-    ]
 
 
 def speaker_masks(boxes: list[list[float]], src_w: int, src_h: int, out_w: int, out_h: int) -> torch.Tensor:
