@@ -65,3 +65,19 @@ def test_binding_errors_are_clear(tmp_path):
                                                           "_meta": {"title": "talkgen:imgae"}}}))
     with pytest.raises(InvalidConfig, match=r"unknown talkgen slot title.*imgae"):
         Workflow.load(tmp_path / "typo.json")
+
+
+def test_versions_file_lists_every_model_each_flavour_loads():
+    from talkgen.engines.comfyui.preflight import LOADERS
+
+    versions = json.loads((WORKFLOWS.parent / "versions.json").read_text())
+    assert len(versions["comfyui"]["commit"]) == 40
+    for flavour in ("native", "wrapper"):
+        named = set()
+        for path in (WORKFLOWS / flavour).glob("*.json"):
+            for node in json.loads(path.read_text()).values():
+                if node["class_type"] in LOADERS:
+                    key, folder = LOADERS[node["class_type"]]
+                    named.add(f"{folder}/{node['inputs'][key]}")
+        assert named == set(versions["models"][flavour])
+        assert all(name.rsplit("/", 1)[1] in versions["model_sources"] for name in named)
