@@ -13,7 +13,7 @@ import pytest
 from talkgen.engines.comfyui.engine import BUILTIN
 from tests.support.video_check import decode
 
-TEMPLATE = json.loads((BUILTIN / "native" / "I2V_single.json").read_text())
+TEMPLATE = json.loads((BUILTIN / "native" / "I2V_multi.json").read_text())
 SCHEMA = {n["class_type"]: {"input": {"required": {}}} for n in TEMPLATE.values()}
 SCHEMA.update({c: {"input": {"required": {}}} for c in ("LoadVideo", "GetVideoComponents")})
 
@@ -21,7 +21,8 @@ SCHEMA.update({c: {"input": {"required": {}}} for c in ("LoadVideo", "GetVideoCo
 MODELS = {"diffusion_models": ["Wan2_1-I2V-14B-480p_fp8_e4m3fn_scaled_KJ.safetensors"],
           "loras": ["lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors"],
           "text_encoders": ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"], "vae": ["Wan2_1_VAE_bf16.safetensors"],
-          "model_patches": ["wan2.1_infiniteTalk_single_fp16.safetensors"],
+          "model_patches": ["wan2.1_infiniteTalk_single_fp16.safetensors",
+                            "wan2.1_infiniteTalk_multi_fp16.safetensors"],
           "audio_encoders": ["wav2vec2-chinese-base_fp16.safetensors"]}
 
 
@@ -74,7 +75,7 @@ def test_i2v_single_in_windows(comfy_service, tmp_path):
     talk = next(n for n in second.values() if n["class_type"] == "WanInfiniteTalkToVideo")["inputs"]
     loader = second[talk["previous_frames"][0]]
     assert second[loader["inputs"]["video"][0]]["inputs"]["file"] == "talkgen/cj1/motion-1.mp4"
-    assert {"talkgen/cj1/window-0.wav", "talkgen/cj1/window-1.wav"} <= set(server.inputs)
+    assert {"talkgen/cj1/window-0-speaker-1.wav", "talkgen/cj1/window-1-speaker-1.wav"} <= set(server.inputs)
     noise = next(n for n in second.values() if n["class_type"] == "RandomNoise")["inputs"]
     assert noise["noise_seed"] == 5 and talk["width"] == 128 and talk["length"] == 81
     assert any(e.message == "window 2/2, step 4/4" for e in events)
@@ -114,10 +115,13 @@ def test_missing_nodes_and_unsupported_modes(media_dir, work_root, tmp_path):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav")},
                              output=str(tmp_path / "x.mp4"))
         assert server.prompts == [] and server.inputs == {}  # found before any upload or prompt
-        with pytest.raises(InvalidRequest, match="I2V_multi needs TALKGEN_COMFYUI_FLAVOUR=wrapper"):
+        with pytest.raises(InvalidRequest, match="in turns only: use audio_type 'add'"):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
                               "wav_path_2": str(media_dir / "speech2.wav"), "person_count": "multi"},
                              output=str(tmp_path / "x.mp4"))
+        with pytest.raises(InvalidRequest, match="no V2V_single graph"):
+            service.generate({"input_type": "video", "video_path": str(media_dir / "clip.mp4"),
+                              "wav_path": str(media_dir / "speech.wav")}, output=str(tmp_path / "x.mp4"))
 
 
 def test_job_files_and_history_are_cleaned(media_dir, work_root, tmp_path):
@@ -139,3 +143,26 @@ def test_job_files_and_history_are_cleaned(media_dir, work_root, tmp_path):
     assert not (comfy_dir / "input" / "talkgen" / "cj2").exists()
     assert not (comfy_dir / "output" / "talkgen" / "cj2").exists()
     assert (comfy_dir / "input" / "talkgen" / "other-job").exists()
+
+
+def test_two_speakers_in_turns_cut_at_the_turn(comfy_service, tmp_path):
+    import wave
+
+    service, server, media = comfy_service
+    result = service.generate({"image_path": str(media / "face.png"), "wav_path": str(media / "speech.wav"),
+                               "wav_path_2": str(media / "speech2.wav"), "person_count": "multi",
+                               "audio_type": "add", "width": 128, "height": 128, "job_id": "cj3"},
+                              output=str(tmp_path / "m.mp4"))
+    assert result.frames == 80 and decode(tmp_path / "m.mp4").count == 80
+
+    def seconds(name: str) -> float:
+        with wave.open(io.BytesIO(server.inputs[f"talkgen/cj3/{name}"])) as wav:
+            return wav.getnframes() / wav.getframerate()
+
+    # speaker 1 speaks 2.0 s, then speaker 2: the one window holds speaker 1's turn, then speaker 2's
+    assert seconds("window-0-speaker-1.wav") == pytest.approx(2.0, abs=0.05)
+    assert seconds("window-0-speaker-2.wav") == pytest.approx(81 / 25 - 2.0, abs=0.05)
+    talk = next(n for n in server.prompts[0].values() if n["class_type"] == "WanInfiniteTalkToVideo")["inputs"]
+    assert talk["mode"] == "two_speakers"
+    mask_node = server.prompts[0][talk["mode.mask_1"][0]]
+    assert mask_node["inputs"]["image"] == "talkgen/cj3/mask_1.png"

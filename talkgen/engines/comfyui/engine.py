@@ -69,10 +69,14 @@ class ComfyUIEngine:
         return Workflow.load(path)
 
     def generate(self, job: Job) -> None:
-        if self.flavour == "native" and (job.mode.is_video or job.mode.speakers != 1):
-            raise InvalidRequest(f"The ComfyUI engine's native flavour runs I2V_single; {job.mode.value} needs "
-                                 "TALKGEN_COMFYUI_FLAVOUR=wrapper or the native engine (engine: native).",
-                                 field="engine")
+        if self.flavour == "native" and job.mode.is_video:
+            raise InvalidRequest(f"The ComfyUI engine's native flavour has no {job.mode.value} graph (ComfyUI core has "
+                                 "no InfiniteTalk video-to-video node): use TALKGEN_COMFYUI_FLAVOUR=wrapper or the "
+                                 "native engine (engine: native).", field="engine")
+        if self.flavour == "native" and job.mode.speakers == 2 and job.audio.audio_type == "para":
+            raise InvalidRequest("ComfyUI's core InfiniteTalk node plays two speakers in turns only: use audio_type "
+                                 "'add', or TALKGEN_COMFYUI_FLAVOUR=wrapper / the native engine for 'para'.",
+                                 field="audio_type")
         workflow = self.workflow(job.mode.workflow)
         if workflow.name not in self._checked:  # once per workflow: model files the loaders name
             check_models(self.client, workflow.graph, workflow.name)
@@ -187,10 +191,8 @@ class ComfyUIEngine:
         """Upload the window's inputs (image, audio slice, motion frames) and fill the workflow with them."""
         req = job.request
         image = self.client.upload(job.visual_path, f"image{_extension(job)}", folder)
-        audio_path = write_audio_slice(job.audio.tracks[0], job.audio.rate, win.start / job.fps,
-                                       win.size / job.fps, job.workdir / f"window-{win.index}.wav")
         values: dict[str, Any] = {
-            "image": image, "audio_1": self.client.upload(audio_path, audio_path.name, folder),
+            "image": image, **self._window_audio(job, win, folder),
             "prompt": req.prompt, "size": (job.width, job.height), "frames": win.size, "seed": job.seed,
             "steps": steps, "guidance": DEFAULT_GUIDANCE if req.guidance_scale is None else req.guidance_scale,
             "audio_guidance": req.audio_guidance_scale, "output": f"{folder}/window-{win.index:05d}",
@@ -211,6 +213,28 @@ class ComfyUIEngine:
         if self.settings.comfyui_dir is not None:
             for kind in ("input", "output"):
                 shutil.rmtree(Path(self.settings.comfyui_dir) / kind / folder, ignore_errors=True)
+
+    def _window_audio(self, job: Job, win: Window, folder: str) -> dict[str, str]:
+        """Upload the window's audio. Two speakers in turns: the core node plays speaker 1's clip, then
+        speaker 2's, so the window is cut where the turn changes (speaker 1 keeps at least one frame)."""
+        fps, rate = job.fps, job.audio.rate
+        if job.mode.speakers == 1:
+            spans = [(0, win.start, win.size)]
+        else:
+            boundary = _turn_boundary(job)
+            split = min(max(boundary - win.start, 1), win.size)
+            spans = [(0, win.start, split), (1, win.start + split, max(win.size - split, 1))]
+        uploaded = {}
+        for speaker, start, frames in spans:
+            path = write_audio_slice(job.audio.tracks[speaker], rate, start / fps, frames / fps,
+                                     job.workdir / f"window-{win.index}-speaker-{speaker + 1}.wav")
+            uploaded[f"audio_{speaker + 1}"] = self.client.upload(path, path.name, folder)
+        if job.mode.speakers == 2:
+            w, h = job.visual.width, job.visual.height
+            for i, box in enumerate(job.request.speaker_boxes or default_boxes(w, h), start=1):
+                mask = write_mask(box, w, h, job.width, job.height, job.workdir / f"mask_{i}.png")
+                uploaded[f"mask_{i}"] = self.client.upload(mask, mask.name, folder)
+        return uploaded
 
     def _window_frames(self, outputs: dict[str, Any], job: Job, index: int) -> np.ndarray:
         path = self._download_video(outputs, job, f"window {index + 1}")
@@ -237,6 +261,14 @@ def _extension(job: Job) -> str:
     """The visual input's extension from its sniffed type (ComfyUI's loaders go by file names)."""
     media = job.media[job.mode.visual_role.name]
     return _EXTENSIONS.get(media.mime) or mimetypes.guess_extension(media.mime) or job.visual_path.suffix or ".bin"
+
+
+def _turn_boundary(job: Job) -> int:
+    """The frame where speaker 1's turn ends (``add``): after the last sound on speaker 1's track."""
+    loud = np.flatnonzero(np.abs(job.audio.tracks[0]) > 1e-4)
+    if not len(loud):
+        return 0
+    return int(np.ceil((loud[-1] + 1) * job.fps / job.audio.rate))
 
 
 _REQUIRED = {"image", "audio_1", "output"}

@@ -13,6 +13,8 @@ MODEL_SUFFIXES = (".safetensors", ".gguf", ".pt", ".pth", ".bin", ".ckpt", ".sft
 def _options(spec: list[Any]) -> list[Any] | None:
     if spec and isinstance(spec[0], list):
         return spec[0]
+    if spec and spec[0] == "COMFY_DYNAMICCOMBO_V3":
+        return [option.get("key") for option in spec[1].get("options", [])]
     if spec and spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
         return spec[1].get("options")
     return None
@@ -20,6 +22,20 @@ def _options(spec: list[Any]) -> list[Any] | None:
 
 def _type(spec: list[Any]) -> str | None:
     return spec[0] if spec and isinstance(spec[0], str) else None
+
+
+def _dynamic_spec(specs: dict[str, Any], inputs: dict[str, Any], name: str) -> list[Any] | None:
+    """The spec of a DynamicCombo sub-input such as ``mode.mask_1`` under the option the graph chose."""
+    parent, _, child = name.partition(".")
+    spec = specs.get(parent)
+    if not spec or spec[0] != "COMFY_DYNAMICCOMBO_V3":
+        return None
+    for option in spec[1].get("options", []):
+        if option.get("key") == inputs.get(parent):
+            sub = option.get("inputs", {})
+            specs = {**sub.get("required", {}), **sub.get("optional", {})}
+            return specs.get(child) or ["<not an input of this option>"]
+    return None
 
 
 def check_graph(graph: dict[str, Any], object_info: dict[str, Any]) -> list[str]:
@@ -37,9 +53,9 @@ def check_graph(graph: dict[str, Any], object_info: dict[str, Any]) -> list[str]
             if name not in node["inputs"]:
                 problems.append(f"#{node_id} {cls}: required input {name!r} missing")
         for name, value in node["inputs"].items():
-            spec = spec_inputs.get(name.split(".")[0])
+            spec = spec_inputs.get(name) if "." not in name else _dynamic_spec(spec_inputs, node["inputs"], name)
             if spec is None:
-                continue  # dynamic or hidden inputs (dotted DynamicCombo keys, VHS format options)
+                continue  # hidden inputs (VHS format options) and inputs a node accepts dynamically
             if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
                 source = graph.get(value[0])
                 if source is None:
