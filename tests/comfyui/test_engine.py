@@ -166,3 +166,23 @@ def test_two_speakers_in_turns_cut_at_the_turn(comfy_service, tmp_path):
     assert talk["mode"] == "two_speakers"
     mask_node = server.prompts[0][talk["mode.mask_1"][0]]
     assert mask_node["inputs"]["image"] == "talkgen/cj3/mask_1.png"
+
+
+def test_request_fields_reach_the_graph_or_are_refused(comfy_service, tmp_path):
+    from talkgen.errors import InvalidRequest
+
+    service, server, media = comfy_service
+    base = {"image_path": str(media / "face.png"), "wav_path": str(media / "speech.wav"), "width": 128,
+            "height": 128}
+    service.generate({**base, "negative_prompt": "blurry", "guidance_scale": 3.0, "steps": 5},
+                     output=str(tmp_path / "n.mp4"))
+    graph = server.prompts[-1]
+    negative = next(n for n in graph.values() if (n.get("_meta") or {}).get("title") == "talkgen:negative_prompt")
+    guider = next(n for n in graph.values() if n["class_type"] == "CFGGuider")
+    scheduler = next(n for n in graph.values() if n["class_type"] == "BasicScheduler")
+    assert negative["inputs"]["text"] == "blurry" and guider["inputs"]["cfg"] == 3.0
+    assert scheduler["inputs"]["steps"] == 5
+    # the core node has no audio guidance: refused, not silently dropped
+    with pytest.raises(InvalidRequest, match=r"`audio_guidance_scale` cannot reach I2V_single\.json") as info:
+        service.generate({**base, "audio_guidance_scale": 4.0}, output=str(tmp_path / "x.mp4"))
+    assert info.value.field == "audio_guidance_scale"

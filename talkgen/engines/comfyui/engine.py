@@ -184,7 +184,7 @@ class ComfyUIEngine:
             for i, box in enumerate(job.request.speaker_boxes or default_boxes(w, h), start=1):
                 mask = write_mask(box, w, h, job.width, job.height, job.workdir / f"mask_{i}.png")
                 values[f"mask_{i}"] = self.client.upload(mask, mask.name, folder)
-        return workflow.fill({k: v for k, v in values.items() if k in workflow.slots or k in _REQUIRED_WHOLE})
+        return _fill(workflow, values, _REQUIRED_WHOLE, req)
 
     def _window_graph(self, job: Job, workflow: Workflow, folder: str, win: Window, previous: np.ndarray | None,
                       steps: int) -> dict[str, Any]:
@@ -193,11 +193,12 @@ class ComfyUIEngine:
         image = self.client.upload(job.visual_path, f"image{_extension(job)}", folder)
         values: dict[str, Any] = {
             "image": image, **self._window_audio(job, win, folder),
-            "prompt": req.prompt, "size": (job.width, job.height), "frames": win.size, "seed": job.seed,
+            "prompt": req.prompt, "negative_prompt": req.negative_prompt, "size": (job.width, job.height),
+            "frames": win.size, "seed": job.seed,
             "steps": steps, "guidance": DEFAULT_GUIDANCE if req.guidance_scale is None else req.guidance_scale,
             "audio_guidance": req.audio_guidance_scale, "output": f"{folder}/window-{win.index:05d}",
         }
-        graph = workflow.fill({k: v for k, v in values.items() if k in workflow.slots or k in _REQUIRED})
+        graph = _fill(workflow, values, _REQUIRED, req)
         if previous is not None:
             motion = write_frames(previous, job.workdir / f"motion-{win.index}.mp4", job.fps)
             _attach_previous_frames(graph, workflow, self.client.upload(motion, motion.name, folder))
@@ -272,6 +273,17 @@ def _turn_boundary(job: Job) -> int:
 
 
 _REQUIRED = {"image", "audio_1", "output"}
+REQUEST_FIELDS = {"negative_prompt": "negative_prompt", "guidance": "guidance_scale",
+                  "audio_guidance": "audio_guidance_scale", "steps": "steps", "seed": "seed"}
+"""Slots filled from request fields: a value the workflow cannot take is refused, never dropped."""
+
+
+def _fill(workflow: Workflow, values: dict[str, Any], required: set[str], request: Any) -> dict[str, Any]:
+    for slot, field in REQUEST_FIELDS.items():
+        if getattr(request, field) is not None and slot not in workflow.slots:
+            raise InvalidRequest(f"`{field}` cannot reach {workflow.name} (no node titled talkgen:{slot}): leave it "
+                                 "out for this workflow, or use one that has it.", field=field)
+    return workflow.fill({k: v for k, v in values.items() if k in workflow.slots or k in required})
 _REQUIRED_WHOLE = {"audio_1", "output"}
 
 

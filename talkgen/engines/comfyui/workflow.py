@@ -5,7 +5,7 @@ titled ``talkgen:<slot>`` receive the job's values: ``talkgen:image``, ``talkgen
 ``talkgen:audio_1``, ``talkgen:audio_2``, ``talkgen:prompt``, ``talkgen:negative_prompt``, ``talkgen:size``,
 ``talkgen:seed``, ``talkgen:steps``, ``talkgen:guidance``, ``talkgen:audio_guidance``, ``talkgen:frames``,
 ``talkgen:audio_type``, ``talkgen:mask_1``, ``talkgen:mask_2``, ``talkgen:output``; a node serving
-several slots lists them: ``talkgen:size,frames,audio_guidance``. Each slot names the input(s) it sets
+several slots lists them: ``talkgen:size,frames``. Each slot names the input(s) it sets
 per node class in `SLOT_INPUTS`; binding is by title, never by node id.
 """
 
@@ -33,7 +33,7 @@ SLOT_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "seed": {"RandomNoise": ("noise_seed",), "WanVideoSampler": ("seed",)},
     "steps": {"BasicScheduler": ("steps",), "WanVideoSampler": ("steps",)},
     "guidance": {"CFGGuider": ("cfg",), "WanVideoSampler": ("cfg",)},
-    "audio_guidance": {"WanInfiniteTalkToVideo": ("audio_scale",), "MultiTalkWav2VecEmbeds": ("audio_cfg_scale",)},
+    "audio_guidance": {"MultiTalkWav2VecEmbeds": ("audio_cfg_scale",)},
     "frames": {"WanInfiniteTalkToVideo": ("length",), "MultiTalkWav2VecEmbeds": ("num_frames",)},
     "audio_type": {"MultiTalkWav2VecEmbeds": ("multi_audio_type",)},
     "output": {"SaveVideo": ("filename_prefix",), "VHS_VideoCombine": ("filename_prefix",)},
