@@ -13,8 +13,8 @@ import pytest
 from talkgen.engines.comfyui.engine import BUILTIN
 from tests.support.video_check import decode
 
-TEMPLATE = json.loads((BUILTIN / "native" / "I2V_multi.json").read_text())
-SCHEMA = {n["class_type"]: {"input": {"required": {}}} for n in TEMPLATE.values()}
+TEMPLATES = [json.loads(p.read_text()) for p in (BUILTIN / "native").glob("*.json")]
+SCHEMA = {n["class_type"]: {"input": {"required": {}}} for t in TEMPLATES for n in t.values()}
 SCHEMA.update({c: {"input": {"required": {}}} for c in ("LoadVideo", "GetVideoComponents")})
 
 
@@ -119,9 +119,7 @@ def test_missing_nodes_and_unsupported_modes(media_dir, work_root, tmp_path):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
                               "wav_path_2": str(media_dir / "speech2.wav"), "person_count": "multi"},
                              output=str(tmp_path / "x.mp4"))
-        with pytest.raises(InvalidRequest, match="no V2V_single graph"):
-            service.generate({"input_type": "video", "video_path": str(media_dir / "clip.mp4"),
-                              "wav_path": str(media_dir / "speech.wav")}, output=str(tmp_path / "x.mp4"))
+
 
 
 def test_job_files_and_history_are_cleaned(media_dir, work_root, tmp_path):
@@ -186,3 +184,23 @@ def test_request_fields_reach_the_graph_or_are_refused(comfy_service, tmp_path):
     with pytest.raises(InvalidRequest, match=r"`audio_guidance_scale` cannot reach I2V_single\.json") as info:
         service.generate({**base, "audio_guidance_scale": 4.0}, output=str(tmp_path / "x.mp4"))
     assert info.value.field == "audio_guidance_scale"
+
+
+def test_v2v_sends_each_window_its_source_segment(comfy_service, tmp_path):
+    service, server, media = comfy_service
+    result = service.generate({"input_type": "video", "video_path": str(media / "clip.mp4"),
+                               "wav_path": str(media / "long.wav"), "width": 128, "height": 128, "job_id": "cv"},
+                              output=str(tmp_path / "v.mp4"))
+    assert result.mode == "V2V_single" and decode(tmp_path / "v.mp4").count == 100
+    for index in (0, 1):
+        graph = server.prompts[index]
+        loader = next(n for n in graph.values() if (n.get("_meta") or {}).get("title") == "talkgen:video")
+        assert loader["inputs"]["file"] == f"talkgen/cv/source-{index}.mp4"
+        segment = tmp_path / f"seg{index}.mp4"
+        segment.write_bytes(server.inputs[loader["inputs"]["file"]])
+        frames = decode(segment).frames
+        assert len(frames) == 81 and frames[0].shape == (128, 128, 3)
+    # the 30 fps source (2 s, a bar moving right) is resampled to 25 fps: window 2 starts 72 frames (2.88 s) in,
+    # past the source's end, so it holds the last source frame throughout
+    last = decode(tmp_path / "seg1.mp4").frames
+    assert abs(last[0].astype(int) - last[-1].astype(int)).mean() < 2

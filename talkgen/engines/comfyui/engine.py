@@ -26,6 +26,7 @@ from talkgen.engines.comfyui.supervisor import Supervisor
 from talkgen.engines.comfyui.workflow import Workflow
 from talkgen.errors import EngineFailed, EngineUnavailable, InvalidRequest
 from talkgen.media.boxes import default_boxes
+from talkgen.plan import source_frame_index
 from talkgen.settings import Settings
 
 if TYPE_CHECKING:
@@ -69,10 +70,6 @@ class ComfyUIEngine:
         return Workflow.load(path)
 
     def generate(self, job: Job) -> None:
-        if self.flavour == "native" and job.mode.is_video:
-            raise InvalidRequest(f"The ComfyUI engine's native flavour has no {job.mode.value} graph (ComfyUI core has "
-                                 "no InfiniteTalk video-to-video node): use TALKGEN_COMFYUI_FLAVOUR=wrapper or the "
-                                 "native engine (engine: native).", field="engine")
         if self.flavour == "native" and job.mode.speakers == 2 and job.audio.audio_type == "para":
             raise InvalidRequest("ComfyUI's core InfiniteTalk node plays two speakers in turns only: use audio_type "
                                  "'add', or TALKGEN_COMFYUI_FLAVOUR=wrapper / the native engine for 'para'.",
@@ -92,6 +89,19 @@ class ComfyUIEngine:
             self._clean(folder, prompts)
 
     def _windows(self, job: Job, workflow: Workflow, folder: str, prompts: list[str]) -> None:
+        source = None
+        if job.mode.is_video:
+            from talkgen.media.frames import VideoFrameReader
+
+            field = job.media[job.mode.visual_role.name].source
+            source = VideoFrameReader(job.visual_path, job.width, job.height, field)
+        try:
+            self._window_loop(job, workflow, folder, prompts, source)
+        finally:
+            if source is not None:
+                source.close()
+
+    def _window_loop(self, job: Job, workflow: Workflow, folder: str, prompts: list[str], source: Any) -> None:
         steps = job.request.steps or DEFAULT_STEPS
         wins = job.windows
         previous: np.ndarray | None = None
@@ -110,14 +120,14 @@ class ComfyUIEngine:
             limits = RunLimits(job.cancel, deadline, self.settings.comfyui_stall_s)
             prompts.append(str(uuid.uuid4()))
             try:
-                graph = self._window_graph(job, workflow, folder, win, previous, steps)
+                graph = self._window_graph(job, workflow, folder, win, previous, steps, source)
                 outputs = run_prompt(self.client, graph, limits, on_step, prompts[-1])
             except EngineFailed as exc:
                 if not exc.retryable or self.client.alive() or not self.supervisor.recover():
                     raise
                 # The server was restarted: upload this window's inputs again (its disk may be new) and rerun it.
                 prompts.append(str(uuid.uuid4()))
-                graph = self._window_graph(job, workflow, folder, win, previous, steps)
+                graph = self._window_graph(job, workflow, folder, win, previous, steps, source)
                 outputs = run_prompt(self.client, graph, limits, on_step, prompts[-1])
             frames = self._window_frames(outputs, job, win.index)
             if len(frames) < win.size:
@@ -187,12 +197,19 @@ class ComfyUIEngine:
         return _fill(workflow, values, _REQUIRED_WHOLE, req)
 
     def _window_graph(self, job: Job, workflow: Workflow, folder: str, win: Window, previous: np.ndarray | None,
-                      steps: int) -> dict[str, Any]:
-        """Upload the window's inputs (image, audio slice, motion frames) and fill the workflow with them."""
+                      steps: int, source: Any = None) -> dict[str, Any]:
+        """Upload the window's inputs (image or source segment, audio, motion frames) and fill the workflow."""
         req = job.request
-        image = self.client.upload(job.visual_path, f"image{_extension(job)}", folder)
+        if source is None:
+            visual = {"image": self.client.upload(job.visual_path, f"image{_extension(job)}", folder)}
+        else:  # V2V: the source frames under this window, at 25 fps and the output size
+            info = source.info
+            segment = np.stack([source.frame_at(source_frame_index(f, info.fps or 25.0, info.frames, job.fps))
+                                for f in range(win.start, win.end)])
+            path = write_frames(segment, job.workdir / f"source-{win.index}.mp4", job.fps)
+            visual = {"video": self.client.upload(path, path.name, folder)}
         values: dict[str, Any] = {
-            "image": image, **self._window_audio(job, win, folder),
+            **visual, **self._window_audio(job, win, folder),
             "prompt": req.prompt, "negative_prompt": req.negative_prompt, "size": (job.width, job.height),
             "frames": win.size, "seed": job.seed,
             "steps": steps, "guidance": DEFAULT_GUIDANCE if req.guidance_scale is None else req.guidance_scale,
@@ -272,7 +289,7 @@ def _turn_boundary(job: Job) -> int:
     return int(np.ceil((loud[-1] + 1) * job.fps / job.audio.rate))
 
 
-_REQUIRED = {"image", "audio_1", "output"}
+_REQUIRED = {"audio_1", "output"}
 REQUEST_FIELDS = {"negative_prompt": "negative_prompt", "guidance": "guidance_scale",
                   "audio_guidance": "audio_guidance_scale", "steps": "steps", "seed": "seed"}
 """Slots filled from request fields: a value the workflow cannot take is refused, never dropped."""
