@@ -13,6 +13,7 @@ import mimetypes
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,22 +114,10 @@ class ComfyUIEngine:
                 fraction = (win.index + step.value / max(step.max, 1)) / len(wins)
                 job.report("generate", fraction, f"window {win.index + 1}/{len(wins)}, step {step.value}/{step.max}")
 
-            deadline = (time.monotonic() + self.settings.comfyui_timeout_s
-                        + self.settings.comfyui_timeout_per_audio_s * win.size / job.fps)
-            if job.deadline is not None:
-                deadline = min(deadline, job.deadline)
-            limits = RunLimits(job.cancel, deadline, self.settings.comfyui_stall_s)
-            prompts.append(str(uuid.uuid4()))
-            try:
-                graph = self._window_graph(job, workflow, folder, win, previous, steps, source)
-                outputs = run_prompt(self.client, graph, limits, on_step, prompts[-1])
-            except EngineFailed as exc:
-                if not exc.retryable or self.client.alive() or not self.supervisor.recover():
-                    raise
-                # The server was restarted: upload this window's inputs again (its disk may be new) and rerun it.
-                prompts.append(str(uuid.uuid4()))
-                graph = self._window_graph(job, workflow, folder, win, previous, steps, source)
-                outputs = run_prompt(self.client, graph, limits, on_step, prompts[-1])
+            outputs = self._run(
+                lambda win=win, previous=previous: self._window_graph(job, workflow, folder, win, previous, steps,
+                                                                      source),
+                self._limits(job, win.size), on_step, prompts)
             frames = self._window_frames(outputs, job, win.index)
             if len(frames) < win.size:
                 raise EngineFailed(f"ComfyUI returned {len(frames)} frames for window {win.index + 1}, expected "
@@ -139,6 +128,27 @@ class ComfyUIEngine:
         job.params.update({"steps": steps, "windows": len(wins), "flavour": self.flavour,
                            "comfyui_s": round(time.monotonic() - started, 3)})
 
+    def _limits(self, job: Job, frames: int) -> RunLimits:
+        """Cancel, stall probe, and a deadline that grows with the prompt's audio (capped by the job's)."""
+        deadline = (time.monotonic() + self.settings.comfyui_timeout_s
+                    + self.settings.comfyui_timeout_per_audio_s * frames / job.fps)
+        if job.deadline is not None:
+            deadline = min(deadline, job.deadline)
+        return RunLimits(job.cancel, deadline, self.settings.comfyui_stall_s)
+
+    def _run(self, build: Callable[[], dict[str, Any]], limits: RunLimits, on_step: Callable[[Step], None],
+             prompts: list[str]) -> dict[str, Any]:
+        """Upload and fill (``build``), run; if the server died and the supervisor restarted it, once more
+        (uploading again: the restarted server's disk may be new)."""
+        prompts.append(str(uuid.uuid4()))
+        try:
+            return run_prompt(self.client, build(), limits, on_step, prompts[-1])
+        except EngineFailed as exc:
+            if not exc.retryable or self.client.alive() or not self.supervisor.recover():
+                raise
+            prompts.append(str(uuid.uuid4()))
+            return run_prompt(self.client, build(), limits, on_step, prompts[-1])
+
     def _whole(self, job: Job, workflow: Workflow, folder: str, prompts: list[str]) -> None:
         """Wrapper flavour: one prompt for the whole audio (the wrapper's sampler windows internally)."""
         steps = job.request.steps or (4 if job.mode.is_video else DEFAULT_STEPS)
@@ -147,21 +157,8 @@ class ComfyUIEngine:
         def on_step(step: Step) -> None:
             job.report("generate", step.value / max(step.max, 1), f"step {step.value}/{step.max}")
 
-        deadline = (time.monotonic() + self.settings.comfyui_timeout_s
-                    + self.settings.comfyui_timeout_per_audio_s * job.frames / job.fps)
-        if job.deadline is not None:
-            deadline = min(deadline, job.deadline)
-        limits = RunLimits(job.cancel, deadline, self.settings.comfyui_stall_s)
-        prompts.append(str(uuid.uuid4()))
-        try:
-            outputs = run_prompt(self.client, self._whole_graph(job, workflow, folder, steps), limits, on_step,
-                                 prompts[-1])
-        except EngineFailed as exc:
-            if not exc.retryable or self.client.alive() or not self.supervisor.recover():
-                raise
-            prompts.append(str(uuid.uuid4()))
-            outputs = run_prompt(self.client, self._whole_graph(job, workflow, folder, steps), limits, on_step,
-                                 prompts[-1])
+        outputs = self._run(lambda: self._whole_graph(job, workflow, folder, steps), self._limits(job, job.frames),
+                            on_step, prompts)
         path = self._download_video(outputs, job, "the job")
         written = 0
         for batch in iter_frames(path, job.width, job.height):
