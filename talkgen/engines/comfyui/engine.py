@@ -186,11 +186,7 @@ class ComfyUIEngine:
         for i, track in enumerate(job.audio.tracks, start=1):
             path = write_audio_slice(track, job.audio.rate, 0.0, job.frames / job.fps, job.workdir / f"speech_{i}.wav")
             values[f"audio_{i}"] = self.client.upload(path, path.name, folder)
-        if job.mode.speakers == 2:
-            w, h = job.visual.width, job.visual.height
-            for i, box in enumerate(job.request.speaker_boxes or default_boxes(w, h), start=1):
-                mask = write_mask(box, w, h, job.width, job.height, job.workdir / f"mask_{i}.png")
-                values[f"mask_{i}"] = self.client.upload(mask, mask.name, folder)
+        values.update(self._masks(job, folder))
         return _fill(workflow, values, _REQUIRED_WHOLE, req)
 
     def _window_graph(self, job: Job, workflow: Workflow, folder: str, win: Window, previous: np.ndarray | None,
@@ -244,11 +240,17 @@ class ComfyUIEngine:
             path = write_audio_slice(job.audio.tracks[speaker], rate, start / fps, frames / fps,
                                      job.workdir / f"window-{win.index}-speaker-{speaker + 1}.wav")
             uploaded[f"audio_{speaker + 1}"] = self.client.upload(path, path.name, folder)
-        if job.mode.speakers == 2:
-            w, h = job.visual.width, job.visual.height
-            for i, box in enumerate(job.request.speaker_boxes or default_boxes(w, h), start=1):
-                mask = write_mask(box, w, h, job.width, job.height, job.workdir / f"mask_{i}.png")
-                uploaded[f"mask_{i}"] = self.client.upload(mask, mask.name, folder)
+        return {**uploaded, **self._masks(job, folder)}
+
+    def _masks(self, job: Job, folder: str) -> dict[str, str]:
+        """Two speakers: their boxes (InfiniteTalk's default halves when none) as uploaded mask images."""
+        if job.mode.speakers != 2:
+            return {}
+        w, h = job.visual.width, job.visual.height
+        uploaded = {}
+        for i, box in enumerate(job.request.speaker_boxes or default_boxes(w, h), start=1):
+            mask = write_mask(box, w, h, job.width, job.height, job.workdir / f"mask_{i}.png")
+            uploaded[f"mask_{i}"] = self.client.upload(mask, mask.name, folder)
         return uploaded
 
     def _window_frames(self, outputs: dict[str, Any], job: Job, index: int) -> np.ndarray:
