@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +18,7 @@ from talkgen.engines.native.weights import read_weights
 from talkgen.errors import EngineUnavailable
 
 CLIP_SIZE = 224
+TEXT_CACHE_SIZE = 8
 
 
 class Components:
@@ -30,6 +30,7 @@ class Components:
         self.options = options
         self.device = options.device
         self.dtype = options.dtype
+        self._text_cache: dict[str, torch.Tensor] = {}  # per instance: a closed engine's models are not kept alive
         quiet_hub_logging()
         try:
             self._load()
@@ -157,7 +158,11 @@ class Components:
     @torch.no_grad()
     def encode_text(self, prompt: str) -> torch.Tensor:
         """``[1, 512, text_dim]``: umT5 states, zeroed past the prompt's tokens (as Wan does)."""
-        return _encode_text_cached(self, prompt).to(self.device)
+        if prompt not in self._text_cache:
+            if len(self._text_cache) >= TEXT_CACHE_SIZE:
+                self._text_cache.pop(next(iter(self._text_cache)))
+            self._text_cache[prompt] = _encode_text(self, prompt)
+        return self._text_cache[prompt].to(self.device)
 
     @torch.no_grad()
     def encode_image(self, frame: torch.Tensor) -> torch.Tensor:
@@ -184,8 +189,7 @@ class Components:
             return vae.decode(z[None].to(self.device)).sample[0].clamp(-1, 1)
 
 
-@lru_cache(maxsize=8)
-def _encode_text_cached(components: Components, prompt: str) -> torch.Tensor:
+def _encode_text(components: Components, prompt: str) -> torch.Tensor:
     tokens = components.tokenizer(prompt, padding="max_length", max_length=TEXT_TOKENS, truncation=True,
                                   add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
     mask = tokens.attention_mask
