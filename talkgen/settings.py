@@ -125,8 +125,9 @@ class Settings(BaseSettings):
     native_attention: str = Field(
         "native", description="diffusers attention backend: native (SDPA), flash, _flash_3, sage, xformers …"
     )
-    native_offload: Literal["none", "model", "group"] = Field(
-        "none", description="model: each model on the GPU only while used; group: stream DiT blocks (least VRAM)."
+    native_offload: Literal["auto", "none", "model", "group"] = Field(
+        "auto", description="auto: the lightest plan that fits the free VRAM; none: all resident; model: DiT and "
+        "VAE resident, encoders visit the GPU; group: DiT blocks stream from pinned CPU memory (least VRAM)."
     )
     native_vae_tiling: bool = Field(False, description="Decode/encode the VAE in tiles (less VRAM at 720p).")
     native_compile: bool = Field(False, description="torch.compile the repeated DiT blocks.")

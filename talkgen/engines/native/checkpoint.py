@@ -82,7 +82,7 @@ class Checkpoint:
         self.fs.makedirs(self.path, exist_ok=True)
         self.fs.pipe_file(self._p(f"window-{window:05d}.mkv"), _lossless(frames))
         buffer = io.BytesIO()
-        torch.save(tensors, buffer)
+        torch.save(on_cpu(tensors), buffer)  # a checkpoint written on a GPU resumes on any device
         self.fs.pipe_file(self._p(TENSORS), buffer.getvalue())
         self.fs.pipe_file(self._p(STATE), json.dumps({"fingerprint": self.fingerprint,
                                                       "windows_done": window + 1}).encode())
@@ -93,6 +93,17 @@ class Checkpoint:
                 self.fs.rm(self.path, recursive=True)
         except OSError:
             log.warning("could not remove checkpoint %s", self.url)
+
+
+def on_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (in dicts, lists, tuples) copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(v) for v in value)
+    return value
 
 
 def _lossless(frames: np.ndarray) -> bytes:

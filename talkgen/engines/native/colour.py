@@ -43,9 +43,9 @@ def match_colours(video: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor],
     """``[3, T, H, W]`` video in [-1, 1] → the same with each frame's Lab stats moved to ``stats``."""
     if strength <= 0:
         return video
-    ref_mean, ref_std = stats
     rgb = ((video.float() + 1) / 2).clamp(0, 1).permute(1, 2, 3, 0)  # T, H, W, 3
     lab = rgb_to_lab(rgb)
+    ref_mean, ref_std = (s.to(lab) for s in stats)  # the stats may come from the CPU (or a checkpoint)
     mean = lab.mean(dim=(1, 2), keepdim=True)
     std = lab.std(dim=(1, 2), keepdim=True, unbiased=False)
     corrected = lab_to_rgb((lab - mean) * (ref_std / std.clamp_min(_EPS)) + ref_mean)

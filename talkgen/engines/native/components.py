@@ -1,96 +1,153 @@
-"""Every model the native engine runs, loaded once and kept warm, with device/offload handling."""
+"""Every model the native engine runs, kept warm, placed on the GPU by a memory plan.
+
+Where each model lives follows `MemoryPlan` (see `memory.py`): resident on the compute device, visiting it
+from pinned CPU memory while it runs, or (the DiT under ``group``) streamed block by block. Every input is
+moved to the device of the model that takes it, and every result leaves on a stated device, so no tensor
+made on one device meets one on another.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from talkgen.engines.native.audio_encoder import AudioEncoder
 from talkgen.engines.native.layout import TEXT_TOKENS, ModelFiles
-from talkgen.engines.native.loading import load_transformer, read_config
+from talkgen.engines.native.memory import Activations, MemoryPlan, free_bytes, plan_memory
+from talkgen.engines.native.models import Models, footprint_from_files, load_models
 from talkgen.engines.native.options import NativeOptions
+from talkgen.engines.native.placement import Visitor
 from talkgen.engines.native.quiet import quiet_hub_logging
 from talkgen.engines.native.weights import read_weights
 from talkgen.errors import EngineUnavailable
 
+log = logging.getLogger(__name__)
 CLIP_SIZE = 224
 TEXT_CACHE_SIZE = 8
+PLANNING_SIZE = (832, 480)
+"""The job size ``auto`` plans for at load; a bigger job re-plans (lighter offload) when it starts."""
+
+
+class _Resident:
+    """A model that stays on its device (same interface as `Visitor`)."""
+
+    def __init__(self, module: torch.nn.Module, device: torch.device) -> None:
+        self.module = module.to(device)
+        self.device = device
+
+    @contextmanager
+    def on(self) -> Iterator[torch.nn.Module]:
+        yield self.module
 
 
 class Components:
     """Text/image/audio encoders, VAE and the DiT (with the adapter for the job's speaker count)."""
 
-    def __init__(self, files: ModelFiles, options: NativeOptions) -> None:
-        files.check()
-        self.files = files
+    def __init__(self, models: Models, options: NativeOptions, plan: MemoryPlan | None = None) -> None:
+        self.models = models
         self.options = options
         self.device = options.device
         self.dtype = options.dtype
-        self._text_cache: dict[str, torch.Tensor] = {}  # per instance: a closed engine's models are not kept alive
-        quiet_hub_logging()
-        try:
-            self._load()
-        except EngineUnavailable:
-            raise
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise EngineUnavailable(f"Could not load the native engine's models from {files.root}: "
-                                    f"{type(exc).__name__}: {exc}", retryable=False) from exc
-
-    def _load(self) -> None:
-        from diffusers import AutoencoderKLWan
-        from transformers import (
-            AutoTokenizer,
-            CLIPVisionModel,
-            UMT5EncoderModel,
-            Wav2Vec2FeatureExtractor,
-            Wav2Vec2Model,
-        )
-
-        wan, store = self.files.wan, self._home
-        self.tokenizer = AutoTokenizer.from_pretrained(wan / "tokenizer")
-        self.text_encoder = UMT5EncoderModel.from_pretrained(wan / "text_encoder", dtype=self.dtype).to(store).eval()
-        self.image_encoder = CLIPVisionModel.from_pretrained(wan / "image_encoder", dtype=self.dtype).to(store).eval()
-        processor = json.loads((wan / "image_processor" / "preprocessor_config.json").read_text())
-        self.clip_mean = torch.tensor(processor["image_mean"]).view(3, 1, 1)
-        self.clip_std = torch.tensor(processor["image_std"]).view(3, 1, 1)
-        self.vae = AutoencoderKLWan.from_pretrained(wan / "vae", torch_dtype=torch.float32).to(store).eval()
-        if self.options.vae_tiling:
-            self.vae.enable_tiling()
+        self.tokenizer = models.tokenizer
+        self.text_encoder = models.text_encoder
+        self.image_encoder = models.image_encoder
+        self.vae = models.vae
+        self.transformer = models.transformer
         cfg = self.vae.config
         self.latents_mean = torch.tensor(cfg.latents_mean).view(-1, 1, 1, 1)
         self.latents_std = torch.tensor(cfg.latents_std).view(-1, 1, 1, 1)
         self.vae_scale_spatial = 2 ** len(cfg.temperal_downsample)
         self.vae_scale_temporal = 2 ** sum(cfg.temperal_downsample)
-        w2v = Wav2Vec2Model.from_pretrained(self.files.wav2vec, attn_implementation="sdpa").to(store).eval()
-        extractor = Wav2Vec2FeatureExtractor.from_pretrained(self.files.wav2vec)
-        self.audio = AudioEncoder(w2v, extractor, self.device if self.options.offload == "none" else store,
-                                  torch.float32)
+        self.audio = AudioEncoder(models.wav2vec, models.feature_extractor, self.device, torch.float32)
+        self._text_cache: dict[str, torch.Tensor] = {}  # per instance: a closed engine's models are not kept alive
         self._adapters: dict[int, dict[str, torch.Tensor]] = {}
         self.speakers = 1
-        self.transformer = load_transformer(
-            self.files.transformer, self._dit_config(), adapter=self.files.adapter(1),
-            loras=self.options.loras, dtype=self.dtype, device=store,
-        )
-        self._configure_transformer()
+        self.plan: MemoryPlan | None = None
+        self._encoders: dict[str, _Resident | Visitor] = {}
+        self._group = False
+        self._set_attention()
+        self._apply(plan or self.plan_for(*PLANNING_SIZE))
+        self._add_hooks()
 
-    @property
-    def _home(self) -> torch.device:
-        """Where models rest: the GPU, or the CPU when offloading."""
-        return torch.device("cpu") if self.options.offload != "none" else self.device
+    @classmethod
+    def from_files(cls, files: ModelFiles, options: NativeOptions) -> Components:
+        """Load the models under ``files``, each straight to where the memory plan puts it."""
+        files.check()
+        quiet_hub_logging()
+        try:
+            plan = plan_memory(options.offload, options.vae_tiling, footprint_from_files(files, options.dtype),
+                               Activations.for_size(*PLANNING_SIZE), free_bytes(options.device))
+            cpu, gpu = torch.device("cpu"), options.device
+            homes = {"text": gpu if plan.offload == "none" else cpu, "image": gpu if plan.offload == "none" else cpu,
+                     "audio": gpu if plan.offload == "none" else cpu, "vae": gpu,
+                     "dit": cpu if plan.offload == "group" else gpu}
+            models = load_models(files, options, homes)
+        except EngineUnavailable:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            raise EngineUnavailable(f"Could not load the native engine's models from {files.root}: "
+                                    f"{type(exc).__name__}: {exc}", retryable=False) from exc
+        return cls(models, options, plan)
 
-    def _dit_config(self) -> dict:
-        cfg = dict(read_config(self.files.transformer))
-        from transformers import AutoConfig
+    # -- memory plan -----------------------------------------------------------------------------------
+    def plan_for(self, width: int, height: int) -> MemoryPlan:
+        """The plan for a job of this size given the free memory now (the resident models count as free)."""
+        free = free_bytes(self.device)
+        if free is not None and self.plan is not None:
+            free += self.models.footprint().resident(self.plan.offload)
+        footprint = self.models.footprint()
+        act = Activations.for_size(width, height, model_width=footprint.width)
+        return plan_memory(self.options.offload, self.options.vae_tiling, footprint, act, free)
 
-        w2v = AutoConfig.from_pretrained(self.files.wav2vec)
-        cfg.setdefault("audio_layers", w2v.num_hidden_layers)
-        return cfg
+    def prepare(self, width: int, height: int) -> MemoryPlan:
+        """Before a job: with ``auto``, move to a lighter plan when this job's size would not fit the current
+        one (never back to a heavier one: that would cost a reload for a job that might come again)."""
+        assert self.plan is not None
+        if self.options.offload != "auto" or self.device.type != "cuda":
+            return self.plan
+        wanted = self.plan_for(width, height)
+        if wanted.lightness > self.plan.lightness:
+            log.warning("native engine: %dx%d does not fit %s; switching to %s", width, height,
+                        self.plan.describe(), wanted.describe())
+            self._apply(wanted)
+        return self.plan
 
-    def _configure_transformer(self) -> None:
+    def _apply(self, plan: MemoryPlan) -> None:
+        """Put every model where ``plan`` says (from the current plan, towards less GPU memory)."""
+        cpu = torch.device("cpu")
+        if plan.vae_tiling:
+            self.vae.enable_tiling()
+        self.vae.to(self.device)
+        offload = plan.offload
+        for name, module in (("text", self.text_encoder), ("image", self.image_encoder),
+                             ("audio", self.audio.model)):
+            if offload == "none":
+                self._encoders[name] = _Resident(module, self.device)
+            else:
+                target = self.device if name != "text" or plan.text_on_gpu else cpu
+                self._encoders[name] = Visitor(module, target)
+        if offload == "group" and not self._group:
+            self.transformer.to(cpu)
+            self.transformer.enable_group_offload(onload_device=self.device, offload_device=cpu,
+                                                  offload_type="block_level", num_blocks_per_group=1,
+                                                  use_stream=self.device.type == "cuda")
+            self._group = True
+        elif offload != "group":
+            self.transformer.to(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.plan = plan
+        log.info("native engine memory: %s", plan.describe())
+
+    def _set_attention(self) -> None:
         t = self.transformer
         from diffusers.models.attention_dispatch import AttentionBackendName
 
@@ -107,10 +164,10 @@ class Components:
             from talkgen.engines.native.parallel import enable_context_parallel
 
             enable_context_parallel(t, self.device, self.options.world)
-        if self.options.offload == "group":
-            t.enable_group_offload(onload_device=self.device, offload_device=torch.device("cpu"),
-                                   offload_type="block_level", num_blocks_per_group=1,
-                                   use_stream=self.device.type == "cuda")
+
+    def _add_hooks(self) -> None:
+        """First-block cache and compile go on after offloading hooks (diffusers' order)."""
+        t = self.transformer
         if self.options.cache == "first-block":
             from diffusers.hooks import FirstBlockCacheConfig
             from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
@@ -122,78 +179,78 @@ class Components:
         if self.options.compile:
             t.compile_repeated_blocks(fullgraph=False, dynamic=False)
 
+    # -- adapters --------------------------------------------------------------------------------------
     def use_adapter(self, speakers: int) -> None:
         """Swap the audio adapter weights (single ↔ multi) in place; base weights stay."""
         if speakers == self.speakers:
             return
+        path = self.models.adapters[speakers]
+        if not Path(path).is_file():
+            raise EngineUnavailable(f"The {'multi' if speakers == 2 else 'single'}-speaker InfiniteTalk adapter is "
+                                    f"missing: {path}. Run `talkgen models download infinitetalk-480p`.",
+                                    retryable=False)
         if speakers not in self._adapters:
-            tensors, _ = read_weights(self.files.adapter(speakers))
-            self._adapters[speakers] = tensors
-        if self.speakers not in self._adapters:
+            self._adapters[speakers], _ = read_weights(Path(path))
+        if self.speakers not in self._adapters:  # keep the current adapter on the CPU to swap back
             own = self.transformer.state_dict()
-            self._adapters[self.speakers] = {k: own[k].clone() for k in self._adapters[speakers]}
+            self._adapters[self.speakers] = {k: own[k].detach().to("cpu", copy=True) for k in self._adapters[speakers]}
         state = self._adapters[speakers]
         with torch.no_grad():
             params = dict(self.transformer.named_parameters())
             for key, value in state.items():
                 if key not in params or params[key].shape != value.shape:
-                    raise EngineUnavailable(f"Adapter {self.files.adapter(speakers)} does not fit the model: {key}.")
+                    raise EngineUnavailable(f"Adapter {path} does not fit the model: {key}.", retryable=False)
                 params[key].copy_(value.to(params[key].dtype))
         self.speakers = speakers
 
-    @contextmanager
-    def on_device(self, module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-        """With model offload: move ``module`` to the GPU for the block, back to the CPU after."""
-        if self.options.offload != "model":
-            yield module
-            return
-        module.to(self.device)
-        try:
-            yield module
-        finally:
-            module.to("cpu")
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+    # -- encoders and VAE: inputs go to the model's device, results come back as stated ----------------
+    @torch.no_grad()
+    def encode_audio(self, track: np.ndarray, rate: int, fps: int, frames: int, out: Path | None = None) -> np.ndarray:
+        """wav2vec2 features ``[frames, layers, hidden]`` (float32, on the CPU / in a memmap)."""
+        audio = self._encoders["audio"]
+        with audio.on():
+            self.audio.device = audio.device
+            return self.audio.encode(track, rate, fps, frames, out)
 
     @torch.no_grad()
     def encode_text(self, prompt: str) -> torch.Tensor:
-        """``[1, 512, text_dim]``: umT5 states, zeroed past the prompt's tokens (as Wan does)."""
+        """``[1, 512, text_dim]`` on the compute device: umT5 states, zeroed past the prompt's tokens (as Wan)."""
         if prompt not in self._text_cache:
             if len(self._text_cache) >= TEXT_CACHE_SIZE:
                 self._text_cache.pop(next(iter(self._text_cache)))
-            self._text_cache[prompt] = _encode_text(self, prompt)
+            self._text_cache[prompt] = self._encode_text(prompt)
         return self._text_cache[prompt].to(self.device)
+
+    def _encode_text(self, prompt: str) -> torch.Tensor:
+        tokens = self.tokenizer(prompt, padding="max_length", max_length=TEXT_TOKENS, truncation=True,
+                                add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        text = self._encoders["text"]
+        with text.on() as enc:
+            mask = tokens.attention_mask.to(text.device)
+            states = enc(tokens.input_ids.to(text.device), mask).last_hidden_state
+            states = states * mask[..., None].to(states.dtype)
+        return states.to(self.dtype).cpu()
 
     @torch.no_grad()
     def encode_image(self, frame: torch.Tensor) -> torch.Tensor:
-        """``[3, H, W]`` in [-1, 1] → CLIP penultimate hidden states ``[1, 257, image_dim]``."""
+        """``[3, H, W]`` in [-1, 1] (any device) → CLIP penultimate states ``[1, 257, image_dim]`` on the device."""
+        image = self._encoders["image"]
         x = F.interpolate(frame[None].float(), size=(CLIP_SIZE, CLIP_SIZE), mode="bicubic", align_corners=False)
-        x = (((x + 1) / 2) - self.clip_mean) / self.clip_std
-        with self.on_device(self.image_encoder) as enc:
-            out = enc(pixel_values=x.to(self.device, self.dtype), output_hidden_states=True)
-        return out.hidden_states[-2].to(self.dtype)
+        x = (((x + 1) / 2) - self.models.clip_mean.to(x.device)) / self.models.clip_std.to(x.device)
+        with image.on() as enc:
+            out = enc(pixel_values=x.to(image.device, self.dtype), output_hidden_states=True)
+            states = out.hidden_states[-2]
+        return states.to(self.device, self.dtype)
 
     @torch.no_grad()
     def vae_encode(self, video: torch.Tensor) -> torch.Tensor:
-        """``[3, T, H, W]`` in [-1, 1] → normalised latents ``[16, t, h, w]``."""
-        with self.on_device(self.vae) as vae:
-            dist = vae.encode(video[None].to(self.device, torch.float32)).latent_dist
-            z = dist.mode()[0]
+        """``[3, T, H, W]`` in [-1, 1] (any device) → normalised latents ``[16, t, h, w]`` on the device."""
+        z = self.vae.encode(video[None].to(self.device, torch.float32)).latent_dist.mode()[0]
         return (z - self.latents_mean.to(z)) / self.latents_std.to(z)
 
     @torch.no_grad()
     def vae_decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalised latents ``[16, t, h, w]`` → video ``[3, T, H, W]`` in [-1, 1]."""
-        z = latents.float() * self.latents_std.to(latents.device) + self.latents_mean.to(latents.device)
-        with self.on_device(self.vae) as vae:
-            return vae.decode(z[None].to(self.device)).sample[0].clamp(-1, 1)
-
-
-def _encode_text(components: Components, prompt: str) -> torch.Tensor:
-    tokens = components.tokenizer(prompt, padding="max_length", max_length=TEXT_TOKENS, truncation=True,
-                                  add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
-    mask = tokens.attention_mask
-    with components.on_device(components.text_encoder) as enc:
-        states = enc(tokens.input_ids.to(components.device), mask.to(components.device)).last_hidden_state
-    states = states * mask.to(states.device)[..., None]
-    return states.to(components.dtype).cpu()
+        """Normalised latents ``[16, t, h, w]`` (any device) → video ``[3, T, H, W]`` in [-1, 1] on the device."""
+        z = latents.to(self.device, torch.float32)
+        z = z * self.latents_std.to(z) + self.latents_mean.to(z)
+        return self.vae.decode(z[None]).sample[0].clamp(-1, 1)

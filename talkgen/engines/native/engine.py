@@ -33,7 +33,7 @@ class NativeEngine:
         self.options = NativeOptions.from_settings(settings)
         started = time.perf_counter()
         torch.set_grad_enabled(False)
-        self.components = Components(self.files, self.options)
+        self.components = Components.from_files(self.files, self.options)
         self.load_seconds = time.perf_counter() - started
         self.preset = self.files.preset
         self.healthy = True

@@ -109,6 +109,7 @@ class WindowLoop:
         job, p = self.job, self.params
         speakers = job.mode.speakers
         self._check_parallel_split()
+        plan = self.c.prepare(job.width, job.height)
         self.c.use_adapter(speakers)
         checkpoint = Checkpoint(f"{checkpoint_root(job.settings)}/{job.id}", self.fingerprint(), job.settings)
         resume = checkpoint.load()
@@ -116,7 +117,7 @@ class WindowLoop:
             job.seed = int(resume.tensors["seed"])
         generator = torch.Generator("cpu").manual_seed(job.seed)
         job.report("generate", 0.0, "encoding audio")
-        features = [self._timed(self.c.audio.encode, track, job.audio.rate, job.fps, job.frames,
+        features = [self._timed(self.c.encode_audio, track, job.audio.rate, job.fps, job.frames,
                                 job.workdir / f"audio-features-{i}.npy")
                     for i, track in enumerate(job.audio.tracks)]
         cond_text = self._timed(self.c.encode_text, p.prompt)
@@ -163,7 +164,7 @@ class WindowLoop:
             checkpoint.clear()
         return {"steps": p.steps, "guidance_scale": p.guidance_scale, "audio_guidance_scale": p.audio_guidance_scale,
                 "shift": p.shift, "passes_per_step": len(passes(p.guidance_scale)), "windows": len(wins),
-                "resumed_from_window": start_window, "seed": job.seed}
+                "resumed_from_window": start_window, "seed": job.seed, "memory": plan.describe()}
 
     # -- one window ----------------------------------------------------------------------------------
     def _window(self, win: Window, count: int, source: _Source, features: list[np.ndarray],
@@ -208,9 +209,8 @@ class WindowLoop:
             job.report("generate", (win.index + (i + 1) / p.steps) / count,
                        f"window {win.index + 1}/{count}, step {i + 1}/{p.steps}")
 
-        with c.on_device(transformer):
-            latent = self._timed(sample, noise, timesteps(p.steps, p.shift), predict, p.guidance_scale,
-                                 p.audio_guidance_scale, pin, on_step)
+        latent = self._timed(sample, noise, timesteps(p.steps, p.shift), predict, p.guidance_scale,
+                             p.audio_guidance_scale, pin, on_step)
         video = self._timed(c.vae_decode, latent)
         video = match_colours(video, state["stats"], self.strength).cpu()
         state["motion"] = video[:, -job.motion_frames:].clone()

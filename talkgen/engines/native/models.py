@@ -1,0 +1,85 @@
+"""The models the native engine runs, as one injectable bundle, and how they are read from the models dir.
+
+`Models` holds built modules (from files, or made any other way: the GPU benchmark builds the real 14B
+configuration with random weights). `footprint_from_files` sizes them from the safetensors headers before
+anything is loaded, so the offload plan can decide where each model is loaded to.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from talkgen.engines.native.layout import ModelFiles
+from talkgen.engines.native.loading import load_transformer, read_config
+from talkgen.engines.native.memory import Footprint, weight_bytes, weight_sizes
+from talkgen.engines.native.options import NativeOptions
+
+
+@dataclass
+class Models:
+    """Tokenizer, encoders, VAE and the DiT with the single-speaker adapter, plus where the adapters are."""
+
+    tokenizer: Any
+    text_encoder: torch.nn.Module
+    image_encoder: torch.nn.Module
+    clip_mean: torch.Tensor  # [3, 1, 1]
+    clip_std: torch.Tensor
+    vae: torch.nn.Module
+    wav2vec: torch.nn.Module
+    feature_extractor: Any
+    transformer: torch.nn.Module
+    adapters: dict[int, Path]
+
+    def footprint(self) -> Footprint:
+        return Footprint.of_modules(self.transformer, self.text_encoder, self.image_encoder, self.wav2vec, self.vae)
+
+
+def footprint_from_files(files: ModelFiles, dtype: torch.dtype) -> Footprint:
+    """Bytes each model will take, from the file headers (the DiT and encoders at ``dtype``; VAE and
+    wav2vec2 run in fp32)."""
+    dit = {**weight_sizes(files.transformer), **weight_sizes(files.adapter(1))}
+    block = {k: v for k, v in dit.items() if k.startswith("blocks.0.")}
+    blocks = 1 + max((int(k.split(".")[1]) for k in dit if k.startswith("blocks.")), default=0)
+    config = read_config(files.transformer)
+    width = config.get("dim") or (config.get("num_attention_heads", 40) * config.get("attention_head_dim", 128))
+    return Footprint(dit=weight_bytes(dit, dtype), dit_block=weight_bytes(block, dtype), blocks=blocks,
+                     text=weight_bytes(weight_sizes(files.wan / "text_encoder"), dtype),
+                     image=weight_bytes(weight_sizes(files.wan / "image_encoder"), dtype),
+                     audio=weight_bytes(weight_sizes(files.wav2vec), torch.float32),
+                     vae=weight_bytes(weight_sizes(files.wan / "vae"), torch.float32), width=int(width))
+
+
+def load_models(files: ModelFiles, options: NativeOptions, homes: dict[str, torch.device]) -> Models:
+    """Read every model from ``files``; each goes straight to ``homes[name]`` (text, image, audio, vae, dit)."""
+    from diffusers import AutoencoderKLWan
+    from transformers import (
+        AutoConfig,
+        AutoTokenizer,
+        CLIPVisionModel,
+        UMT5EncoderModel,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+    )
+
+    wan, dtype = files.wan, options.dtype
+    processor = json.loads((wan / "image_processor" / "preprocessor_config.json").read_text())
+    dit_config = dict(read_config(files.transformer))
+    dit_config.setdefault("audio_layers", AutoConfig.from_pretrained(files.wav2vec).num_hidden_layers)
+    return Models(
+        tokenizer=AutoTokenizer.from_pretrained(wan / "tokenizer"),
+        text_encoder=UMT5EncoderModel.from_pretrained(wan / "text_encoder", dtype=dtype).to(homes["text"]).eval(),
+        image_encoder=CLIPVisionModel.from_pretrained(wan / "image_encoder", dtype=dtype).to(homes["image"]).eval(),
+        clip_mean=torch.tensor(processor["image_mean"]).view(3, 1, 1),
+        clip_std=torch.tensor(processor["image_std"]).view(3, 1, 1),
+        vae=AutoencoderKLWan.from_pretrained(wan / "vae", torch_dtype=torch.float32).to(homes["vae"]).eval(),
+        wav2vec=Wav2Vec2Model.from_pretrained(files.wav2vec, attn_implementation="sdpa").to(homes["audio"]).eval(),
+        feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(files.wav2vec),
+        transformer=load_transformer(files.transformer, dit_config, adapter=files.adapter(1), loras=options.loras,
+                                     dtype=dtype, device=homes["dit"]),
+        adapters=dict(files.adapters),
+    )
