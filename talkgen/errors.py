@@ -115,6 +115,20 @@ class OutOfMemory(EngineFailed):
     code = "out_of_memory"
 
 
+class GpuFailed(EngineFailed):
+    """The GPU failed mid-job (Xid, ECC, device-side assert): this process's CUDA context is unusable."""
+
+    code = "gpu_failed"
+    default_retryable = True
+
+
+class GpuUnavailable(EngineUnavailable):
+    """A GPU is there but CUDA cannot use it (driver too old for this torch build, no driver)."""
+
+    code = "gpu_unavailable"
+    default_retryable = False
+
+
 class OutputFailed(_CodedError):
     code = "output_failed"
     default_retryable = True
@@ -142,7 +156,8 @@ ERROR_CODES: dict[str, type[_CodedError]] = {
     cls.code: cls
     for cls in (
         InvalidRequest, MissingMedia, ConflictingMedia, UnsupportedMedia, MediaUnreadable, MediaTooLarge,
-        ForbiddenSource, FetchFailed, TooLong, EngineUnavailable, EngineFailed, OutOfMemory, OutputFailed,
+        ForbiddenSource, FetchFailed, TooLong, EngineUnavailable, EngineFailed, OutOfMemory, GpuFailed,
+        GpuUnavailable, OutputFailed,
         Timeout, Cancelled, InvalidConfig, InternalError,
     )
 }

@@ -111,7 +111,7 @@ class Components:
         """Before a job: with ``auto``, move to a lighter plan when this job's size would not fit the current
         one (never back to a heavier one: that would cost a reload for a job that might come again)."""
         assert self.plan is not None
-        if self.options.offload != "auto" or self.device.type != "cuda":
+        if self.options.offload != "auto" or free_bytes(self.device) is None:
             return self.plan
         wanted = self.plan_for(width, height)
         if wanted.lightness > self.plan.lightness:

@@ -12,7 +12,7 @@ from talkgen.engines.native.components import Components
 from talkgen.engines.native.generate import WindowLoop
 from talkgen.engines.native.layout import ModelFiles
 from talkgen.engines.native.options import NativeOptions
-from talkgen.errors import OutOfMemory
+from talkgen.engines.native.gpu_errors import as_gpu_error
 from talkgen.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,7 +33,13 @@ class NativeEngine:
         self.options = NativeOptions.from_settings(settings)
         started = time.perf_counter()
         torch.set_grad_enabled(False)
-        self.components = Components.from_files(self.files, self.options)
+        try:
+            self.components = Components.from_files(self.files, self.options)
+        except RuntimeError as exc:  # CUDA failing while the models load
+            error = as_gpu_error(exc, 0, 0, self.options.offload, self.options.vae_tiling)
+            if error is None:
+                raise
+            raise error from exc
         self.load_seconds = time.perf_counter() - started
         self.preset = self.files.preset
         self.healthy = True
@@ -45,15 +51,17 @@ class NativeEngine:
         loop = WindowLoop(self.components, job, self.preset, f"{self.preset.name}:{self.files.transformer}")
         try:
             params = loop.run()
-        except torch.OutOfMemoryError as exc:
-            if torch.cuda.is_available():
+        except RuntimeError as exc:
+            plan = self.components.plan
+            error = as_gpu_error(exc, job.width, job.height, plan.offload if plan else self.options.offload,
+                                 plan.vae_tiling if plan else self.options.vae_tiling)
+            if error is None:
+                raise
+            if error.code == "gpu_failed":
+                self.healthy = False  # the CUDA context is gone: only a new process can use the GPU again
+            elif torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            raise OutOfMemory(
-                f"The GPU ran out of memory at {job.width}x{job.height}: set TALKGEN_NATIVE_OFFLOAD=model (or group) "
-                "and TALKGEN_NATIVE_VAE_TILING=true, or use a smaller size. Finished windows are checkpointed: "
-                "rerun with the same job_id to continue.",
-                retryable=True,
-            ) from exc
+            raise error from exc
         finally:
             self.last_timings = loop.timings
         job.params.update(params)

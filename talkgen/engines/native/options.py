@@ -33,7 +33,11 @@ class NativeOptions:
         from talkgen.engines.native.parallel import launched
 
         rank, local_rank, world = launched()
+        from talkgen.engines.native.gpu_errors import check_cuda
+
         name = settings.native_device
+        if name == "auto" or name.startswith("cuda"):
+            check_cuda()  # a GPU this torch cannot use is an error, never a silent fall-back to the CPU
         if name == "auto":
             name = f"cuda:{local_rank}" if torch.cuda.is_available() and world > 1 else (
                 "cuda" if torch.cuda.is_available() else "cpu")

@@ -43,7 +43,7 @@ def write_tiny(root: Path, seed: int = 0) -> Path:
     root = Path(root)
     wan = root / WAN_DIR
     torch.manual_seed(seed)
-    _tokenizer(wan / "tokenizer")
+    write_tokenizer(wan / "tokenizer")
     vocab = len(json.loads((wan / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"])
     _text_encoder(wan / "text_encoder", vocab)
     _image_encoder(wan)
@@ -97,7 +97,8 @@ def _original_layout(folder: Path, base: dict[str, torch.Tensor]) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2))
 
 
-def _tokenizer(folder: Path) -> None:
+def write_tokenizer(folder: Path) -> None:
+    """A small Unigram T5 tokenizer (the real umT5 one is a download)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import T5TokenizerFast
 
