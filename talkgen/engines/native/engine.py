@@ -10,9 +10,9 @@ import torch
 
 from talkgen.engines.native.components import Components
 from talkgen.engines.native.generate import WindowLoop
+from talkgen.engines.native.gpu_errors import as_gpu_error
 from talkgen.engines.native.layout import ModelFiles
 from talkgen.engines.native.options import NativeOptions
-from talkgen.engines.native.gpu_errors import as_gpu_error
 from talkgen.settings import Settings
 
 if TYPE_CHECKING:
