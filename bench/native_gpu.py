@@ -20,11 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-REAL_DIT = {"num_attention_heads": 40, "attention_head_dim": 128, "in_channels": 36, "out_channels": 16,
-            "text_dim": 4096, "freq_dim": 256, "ffn_dim": 13824, "num_layers": 40, "image_dim": 1280,
-            "added_kv_proj_dim": 5120}
-REAL_AUDIO = {"audio_layers": 12, "audio_channels": 768, "audio_intermediate_dim": 512, "audio_output_dim": 768,
-              "audio_context_tokens": 32}
 SIZES = {"480p": (832, 480), "720p": (1280, 720), "smoke": (128, 128)}
 WINDOW = 81
 
@@ -36,26 +31,9 @@ class Case:
 
 
 def build(dit: dict, audio: dict, device, dtype):  # type: ignore[no-untyped-def]
-    import torch
+    from talkgen.engines.native.real_size import random_dit
 
-    from talkgen.engines.native.loading import build_empty
-
-    model = build_empty({**dit, **audio})
-    model.to_empty(device=device)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim == 1 and "norm" in name:
-                p.fill_(1.0)
-            else:
-                p.normal_(0, 0.02)
-    rope = model.rope
-    from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
-
-    model.rope = WanRotaryPosEmbed(rope.attention_head_dim, rope.patch_size, rope.max_seq_len).to(device)
-    keep = set(model._keep_in_fp32_modules)
-    for name, param in model.named_parameters():  # the engine's policy: norms/modulation stay fp32
-        param.data = param.data.to(torch.float32 if keep & set(name.split(".")) else dtype)
-    return model.eval().requires_grad_(False)
+    return random_dit(dit, audio, device, dtype)
 
 
 def inputs(size: tuple[int, int], dit: dict, audio: dict, device, dtype, speakers: int = 1):  # type: ignore[no-untyped-def]
@@ -115,6 +93,7 @@ def main() -> int:
     import torch
 
     from talkgen.engines.native.quiet import quiet_hub_logging
+    from talkgen.engines.native.real_size import REAL_AUDIO, REAL_DIT
     from talkgen.engines.native.tiny import AUDIO, DIT
 
     quiet_hub_logging()

@@ -27,14 +27,15 @@ class NativeEngine:
 
     name = NAME
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, components: Components | None = None) -> None:
+        """Loads the models under the models dir, or runs ``components`` built elsewhere (benchmarks)."""
         self.settings = settings
         self.files = ModelFiles.from_settings(settings)
         self.options = NativeOptions.from_settings(settings)
         started = time.perf_counter()
         torch.set_grad_enabled(False)
         try:
-            self.components = Components.from_files(self.files, self.options)
+            self.components = components or Components.from_files(self.files, self.options)
         except RuntimeError as exc:  # CUDA failing while the models load
             error = as_gpu_error(exc, 0, 0, self.options.offload, self.options.vae_tiling)
             if error is None:
