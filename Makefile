@@ -8,7 +8,7 @@ DEMO_MODELS := .models/tiny
 DEMO_OUT := out/demo.mp4
 export RUNPOD_SKIP_AUTO_SYSTEM_CHECKS := true
 
-.PHONY: test lint pytest install bench clean demo
+.PHONY: test lint pytest install bench clean demo gpu-check gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,22 @@ demo: $(VENV)/.installed-$(DEMO_EXTRAS) $(DEMO_MODELS)/talkgen-preset.json
 	TALKGEN_MODELS_DIR=$(DEMO_MODELS) $(BIN)/talkgen generate --engine native \
 		--image examples/portrait.png --audio examples/speech.wav --width 128 --height 128 --seed 42 \
 		-o $(DEMO_OUT)
+
+# The GPU suite (tests/gpu, marker `gpu`) and one real-size window per offload mode; see tests/gpu/check.sh.
+gpu-check:
+	bash tests/gpu/check.sh
+
+# Wheels for a GPU machine that has torch but no internet (carry .whl/ there, then `make gpu-check`).
+# The versions are the ones this .venv tested; GPU_PY is that machine's Python.
+GPU_PY ?= 3.12
+GPU_WHEELS := diffusers av pydantic pydantic_core pydantic-settings python-dotenv typing-inspection annotated-types \
+	pyloudnorm importlib_metadata lazy.importer typing.extensions
+gpu-wheels: install
+	rm -rf .whl && mkdir -p .whl
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $$($(BIN)/pip freeze | grep -i -E "^($$(echo $(GPU_WHEELS) | tr ' ' '|'))==")
+	@ls .whl
 
 bench: install
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

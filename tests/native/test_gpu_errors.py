@@ -63,7 +63,7 @@ def test_a_gpu_this_torch_cannot_use_is_an_error_not_a_silent_cpu_run(monkeypatc
         raise RuntimeError(DRIVER_TOO_OLD)
 
     monkeypatch.setattr(torch.cuda, "init", init)
-    with pytest.raises(GpuUnavailable, match="built for CUDA 13.0") as info:
+    with pytest.raises(GpuUnavailable, match=r"built for CUDA 13\.0") as info:
         NativeOptions.from_settings(native_settings.model_copy(update={"native_device": "auto"}))
     assert "too old" in info.value.message and info.value.code == "gpu_unavailable"
     # a machine with no NVIDIA GPU at all runs on the CPU, as before
