@@ -79,6 +79,25 @@ def test_offload_modes_make_the_same_video(gpu_settings, native_media, tmp_path,
     assert _differ(frames, resident) < 1.0
 
 
+def test_the_speaker_adapter_swap_reaches_streamed_blocks(gpu_settings, native_media, tmp_path):
+    """Under group offload the blocks rest in pinned copies: the multi adapter must land there too."""
+    two = {"person_count": "multi", "wav_path_2": str(native_media / "short.wav"), "audio_type": "para"}
+    videos = {}
+    for offload in ("none", "group"):
+        from talkgen.service import TalkGen
+
+        service = TalkGen(gpu_settings.model_copy(update={"native_offload": offload}))
+        try:  # a single-speaker job first, so the swap happens on a warm engine
+            service.generate(request(native_media, wav_path=str(native_media / "short.wav")),
+                             output=str(tmp_path / f"{offload}-1.mp4"))
+            service.generate(request(native_media, wav_path=str(native_media / "short.wav"), **two),
+                             output=str(tmp_path / f"{offload}-2.mp4"))
+        finally:
+            service.close()
+        videos[offload] = np.stack(_check(tmp_path / f"{offload}-2.mp4", 1.6).frames)
+    assert _differ(videos["group"], videos["none"]) < 1.0
+
+
 @pytest.mark.parametrize("update", [
     {"native_vae_tiling": True}, {"native_dtype": "fp16"}, {"native_dtype": "bf16"}, {"color_correction": 0.0},
     {"native_compile": True},

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from talkgen.engines.native.audio_encoder import AudioEncoder
+from talkgen.engines.native.gpu_errors import as_gpu_error
 from talkgen.engines.native.layout import TEXT_TOKENS, ModelFiles
 from talkgen.engines.native.memory import Activations, MemoryPlan, free_bytes, plan_memory
 from talkgen.engines.native.models import Models, footprint_from_files, load_models
@@ -91,8 +92,9 @@ class Components:
         except EngineUnavailable:
             raise
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            if isinstance(exc, torch.OutOfMemoryError):
-                raise
+            gpu_error = as_gpu_error(exc, *PLANNING_SIZE, options.offload, options.vae_tiling)
+            if gpu_error is not None:
+                raise gpu_error from exc
             raise EngineUnavailable(f"Could not load the native engine's models from {files.root}: "
                                     f"{type(exc).__name__}: {exc}", retryable=False) from exc
         return cls(models, options, plan)
@@ -195,12 +197,17 @@ class Components:
             own = self.transformer.state_dict()
             self._adapters[self.speakers] = {k: own[k].detach().to("cpu", copy=True) for k in self._adapters[speakers]}
         state = self._adapters[speakers]
+        pinned = _group_offload_copies(self.transformer)
         with torch.no_grad():
             params = dict(self.transformer.named_parameters())
             for key, value in state.items():
-                if key not in params or params[key].shape != value.shape:
+                param = params.get(key)
+                if param is None or param.shape != value.shape:
                     raise EngineUnavailable(f"Adapter {path} does not fit the model: {key}.", retryable=False)
-                params[key].copy_(value.to(params[key].dtype))
+                param.copy_(value.to(param.dtype))
+                resting = pinned.get(param)  # group offload onloads from its own pinned copy: update it too
+                if resting is not None and resting.data_ptr() != param.data_ptr():
+                    resting.copy_(value.to(resting.dtype))
         self.speakers = speakers
 
     # -- encoders and VAE: inputs go to the model's device, results come back as stated ----------------
@@ -254,3 +261,15 @@ class Components:
         z = latents.to(self.device, torch.float32)
         z = z * self.latents_std.to(z) + self.latents_mean.to(z)
         return self.vae.decode(z[None]).sample[0].clamp(-1, 1)
+
+
+def _group_offload_copies(model: torch.nn.Module) -> dict[torch.Tensor, torch.Tensor]:
+    """diffusers' group offload (with a stream) keeps a pinned CPU copy of every tensor it streams and
+    onloads from it: ``{parameter: its pinned copy}``, empty without group offload."""
+    copies: dict[torch.Tensor, torch.Tensor] = {}
+    for module in model.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        hook = registry.get_hook("group_offloading") if registry is not None else None
+        group = getattr(hook, "group", None)
+        copies.update(getattr(group, "cpu_param_dict", None) or {})
+    return copies
