@@ -165,7 +165,7 @@ def weight_sizes(path: Path) -> dict[str, tuple[int, int]]:
     read from safetensors headers only (no tensor is loaded)."""
     from safetensors import safe_open
 
-    from talkgen.engines.native.weights import weight_files
+    from talkgen.engines.native.weights import unusable, weight_files
 
     files = weight_files(path)
     out: dict[str, tuple[int, int]] = {}
@@ -173,13 +173,17 @@ def weight_sizes(path: Path) -> dict[str, tuple[int, int]]:
         if file.suffix != ".safetensors":  # a pickle: its size, taken as fp32 tensors
             out[str(file)] = (file.stat().st_size // 4, 4)
             continue
-        with safe_open(str(file), framework="pt") as handle:
-            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                piece = handle.get_slice(key)
-                numel = 1
-                for size in piece.get_shape():
-                    numel *= size
-                out[key] = (numel, _SAFETENSORS_SIZES.get(piece.get_dtype(), 4))
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    piece = handle.get_slice(key)
+                    numel = 1
+                    for size in piece.get_shape():
+                        numel *= size
+                    out[key] = (numel, _SAFETENSORS_SIZES.get(piece.get_dtype(), 4))
+        except Exception as exc:  # safetensors raises its own error type for a corrupt header
+            raise unusable(f"{file} is not a readable safetensors file ({exc}): run `talkgen models verify` to "
+                           "find and refetch corrupt files.") from exc
     return out
 
 
