@@ -24,7 +24,7 @@ DRIVER_TOO_OLD = ("The NVIDIA driver on your system is too old (found version 11
 def test_cuda_messages_map_to_codes(message, code):
     from talkgen.engines.native.gpu_errors import as_gpu_error
 
-    error = as_gpu_error(RuntimeError(message), 832, 480, "none", False)
+    error = as_gpu_error(RuntimeError(message), "at 832x480", "none", False)
     assert (error.code if error else None) == code
     if code == "gpu_failed":
         assert error.retryable and "refresh_worker" in error.message and "job_id" in error.message
@@ -42,7 +42,7 @@ def test_out_of_memory_names_the_next_lighter_setting(offload, tiling, advice):
 
     from talkgen.engines.native.gpu_errors import as_gpu_error
 
-    error = as_gpu_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), 1280, 720,
+    error = as_gpu_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "at 1280x720",
                          offload, tiling)
     assert error.code == "out_of_memory" and error.retryable and advice in error.message
     assert "1280x720" in error.message

@@ -60,6 +60,7 @@ class Components:
         self.image_encoder = models.image_encoder
         self.vae = models.vae
         self.transformer = models.transformer
+        self.footprint = models.footprint()  # weights do not change size: sized once
         cfg = self.vae.config
         self.latents_mean = torch.tensor(cfg.latents_mean).view(-1, 1, 1, 1)
         self.latents_std = torch.tensor(cfg.latents_std).view(-1, 1, 1, 1)
@@ -85,14 +86,14 @@ class Components:
             plan = plan_memory(options.offload, options.vae_tiling, footprint_from_files(files, options.dtype),
                                Activations.for_size(*PLANNING_SIZE), free_bytes(options.device))
             cpu, gpu = torch.device("cpu"), options.device
-            homes = {"text": gpu if plan.offload == "none" else cpu, "image": gpu if plan.offload == "none" else cpu,
-                     "audio": gpu if plan.offload == "none" else cpu, "vae": gpu,
+            encoders = gpu if plan.offload == "none" else cpu
+            homes = {"text": encoders, "image": encoders, "audio": encoders, "vae": gpu,
                      "dit": cpu if plan.offload == "group" else gpu}
             models = load_models(files, options, homes)
         except EngineUnavailable:
             raise
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            gpu_error = as_gpu_error(exc, *PLANNING_SIZE, options.offload, options.vae_tiling)
+            gpu_error = as_gpu_error(exc, "while loading the models", options.offload, options.vae_tiling)
             if gpu_error is not None:
                 raise gpu_error from exc
             raise EngineUnavailable(f"Could not load the native engine's models from {files.root}: "
@@ -104,19 +105,18 @@ class Components:
         """The plan for a job of this size given the free memory now (the resident models count as free)."""
         free = free_bytes(self.device)
         if free is not None and self.plan is not None:
-            free += self.models.footprint().resident(self.plan.offload)
-        footprint = self.models.footprint()
-        act = Activations.for_size(width, height, model_width=footprint.width)
-        return plan_memory(self.options.offload, self.options.vae_tiling, footprint, act, free)
+            free += self.footprint.resident(self.plan.offload)
+        act = Activations.for_size(width, height, model_width=self.footprint.width)
+        return plan_memory(self.options.offload, self.options.vae_tiling, self.footprint, act, free)
 
     def prepare(self, width: int, height: int) -> MemoryPlan:
         """Before a job: with ``auto``, move to a lighter plan when this job's size would not fit the current
         one (never back to a heavier one: that would cost a reload for a job that might come again)."""
         assert self.plan is not None
-        if self.options.offload != "auto" or free_bytes(self.device) is None:
+        if self.options.offload != "auto":
             return self.plan
         wanted = self.plan_for(width, height)
-        if wanted.lightness > self.plan.lightness:
+        if wanted.free is not None and wanted.lightness > self.plan.lightness:  # free is None: nothing measured
             log.warning("native engine: %dx%d does not fit %s; switching to %s", width, height,
                         self.plan.describe(), wanted.describe())
             self._apply(wanted)

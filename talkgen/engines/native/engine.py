@@ -37,7 +37,7 @@ class NativeEngine:
         try:
             self.components = components or Components.from_files(self.files, self.options)
         except RuntimeError as exc:  # CUDA failing while the models load
-            error = as_gpu_error(exc, 0, 0, self.options.offload, self.options.vae_tiling)
+            error = as_gpu_error(exc, "while loading the models", self.options.offload, self.options.vae_tiling)
             if error is None:
                 raise
             raise error from exc
@@ -54,7 +54,7 @@ class NativeEngine:
             params = loop.run()
         except RuntimeError as exc:
             plan = self.components.plan
-            error = as_gpu_error(exc, job.width, job.height, plan.offload if plan else self.options.offload,
+            error = as_gpu_error(exc, f"at {job.width}x{job.height}", plan.offload if plan else self.options.offload,
                                  plan.vae_tiling if plan else self.options.vae_tiling)
             if error is None:
                 raise

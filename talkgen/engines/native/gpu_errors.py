@@ -28,11 +28,11 @@ DRIVER_FAILURES = (
     "driver on your system is too old", "driver version is insufficient", "found no nvidia driver",
     "cuda driver initialization failed", "no cuda gpus are available", "system has unsupported display driver",
 )
-NEXT_OFFLOAD = {"none": "model", "model": "group"}
+NEXT_OFFLOAD = {"none": "model", "model": "group", "auto": "group"}
 
 
-def as_gpu_error(exc: BaseException, width: int, height: int, offload: str, vae_tiling: bool) -> TalkgenError | None:
-    """The coded error for a CUDA failure, or None when ``exc`` is not one."""
+def as_gpu_error(exc: BaseException, where: str, offload: str, vae_tiling: bool) -> TalkgenError | None:
+    """The coded error for a CUDA failure, or None when ``exc`` is not one (``where``: "at 832x480", …)."""
     if isinstance(exc, torch.OutOfMemoryError):
         if offload in NEXT_OFFLOAD:
             advice = f"set TALKGEN_NATIVE_OFFLOAD={NEXT_OFFLOAD[offload]}"
@@ -41,7 +41,7 @@ def as_gpu_error(exc: BaseException, width: int, height: int, offload: str, vae_
         if not vae_tiling:
             advice += " and TALKGEN_NATIVE_VAE_TILING=true"
         return OutOfMemory(
-            f"The GPU ran out of memory at {width}x{height} (offload {offload}): {advice}, or use a smaller size. "
+            f"The GPU ran out of memory {where} (offload {offload}): {advice}, or use a smaller size. "
             "Finished windows are checkpointed: rerun with the same job_id to continue.", retryable=True)
     text = str(exc).lower()
     if any(marker in text for marker in DRIVER_FAILURES):

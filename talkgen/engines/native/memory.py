@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -150,14 +151,10 @@ def free_bytes(device: torch.device) -> int | None:
 
 
 def module_bytes(module: torch.nn.Module) -> int:
-    """Bytes of a module's parameters and buffers."""
-    seen: set[int] = set()
-    total = 0
-    for tensor in [*module.parameters(), *module.buffers()]:
-        if id(tensor) not in seen:
-            seen.add(id(tensor))
-            total += tensor.numel() * tensor.element_size()
-    return total
+    """Bytes of a module's parameters and buffers (tied weights once)."""
+    from talkgen.engines.native.placement import unique_tensors
+
+    return sum(t.numel() * t.element_size() for t in unique_tensors(chain(module.parameters(), module.buffers())))
 
 
 def weight_sizes(path: Path) -> dict[str, tuple[int, int]]:

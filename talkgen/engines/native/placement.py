@@ -22,7 +22,7 @@ class Visitor:
         self.module = module
         self.device = device
         pin = device.type == "cuda"
-        self._tensors = _unique(chain(module.parameters(), module.buffers()))
+        self._tensors = unique_tensors(chain(module.parameters(), module.buffers()))
         for tensor in self._tensors:  # rest on the CPU, pinned: the GPU copy is made from here each visit
             data = tensor.data.to("cpu")
             tensor.data = data.pin_memory() if pin and not data.is_pinned() else data
@@ -43,7 +43,7 @@ class Visitor:
                 tensor.data = data
 
 
-def _unique(tensors: Iterator[torch.Tensor]) -> list[torch.Tensor]:
+def unique_tensors(tensors: Iterator[torch.Tensor]) -> list[torch.Tensor]:
     """Tied weights (UMT5's shared embedding) are one tensor: move it once."""
     seen: set[int] = set()
     out = []
