@@ -66,7 +66,13 @@ class Settings(BaseSettings):
         description="Directories `*_path` inputs may read from (JSON list).",
     )
     allow_private_urls: bool = Field(
-        False, description="Allow URL inputs that resolve to private, loopback or link-local addresses."
+        False, description="Allow URL inputs that resolve to private or loopback addresses (not link-local: "
+        "see allow_link_local_urls)."
+    )
+    allow_link_local_urls: bool = Field(
+        False, description="Allow URL inputs on link-local addresses (169.254.0.0/16, fe80::/10) and cloud "
+        "metadata endpoints (169.254.169.254, fd00:ec2::254, 100.100.100.200, 168.63.129.16); refused otherwise, "
+        "even with allow_private_urls."
     )
     max_download_mb: float = Field(2000, gt=0, description="Largest URL or storage download, in MB.")
     max_base64_mb: float = Field(200, gt=0, description="Largest decoded base64 input, in MB.")
@@ -74,6 +80,10 @@ class Settings(BaseSettings):
     url_read_timeout_s: float = Field(60, gt=0)
     url_retries: int = Field(3, ge=0, le=10, description="Retries on 5xx, 429 and timeouts.")
     url_max_redirects: int = Field(5, ge=0, le=20)
+    download_timeout_s: float = Field(
+        600, gt=0, description="Longest time one input may take to download or copy (independent of the job "
+        "deadline): a slow sender cannot hold a worker."
+    )
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
         description='Extra fsspec options per protocol, JSON: {"s3": {"endpoint_url": ...}}.',

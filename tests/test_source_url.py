@@ -48,8 +48,8 @@ def fake_public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     """`public.test` passes the SSRF check and is pinned to 127.0.0.1; everything else is checked for real."""
     real = url_module._validated_address
 
-    def validated(host: str, port: int, field: str, allow_private: bool) -> str:
-        return "127.0.0.1" if host == PUBLIC_NAME else real(host, port, field, allow_private)
+    def validated(host: str, port: int, field: str, settings: Settings) -> str:
+        return "127.0.0.1" if host == PUBLIC_NAME else real(host, port, field, settings)
 
     monkeypatch.setattr(url_module, "_validated_address", validated)
 

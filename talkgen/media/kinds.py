@@ -17,6 +17,7 @@ class Media:
     mime: str
     size: int
     source: str = ""  # the field it came from, e.g. "image_url"
+    sha256: str = ""  # hex digest of the file's bytes, computed while fetching ("" when unknown)
 
 
 def _sniff_head(head: bytes) -> tuple[str, str]:
@@ -62,7 +63,7 @@ def sniff(path: Path) -> tuple[str, str]:
         return _sniff_head(fh.read(_HEAD))
 
 
-def media_from_file(path: Path, source: str = "") -> Media:
+def media_from_file(path: Path, source: str = "", sha256: str = "") -> Media:
     """Describe a fetched file as `Media`, sniffing its kind."""
     kind, mime = sniff(path)
-    return Media(path=path, kind=kind, mime=mime, size=path.stat().st_size, source=source)
+    return Media(path=path, kind=kind, mime=mime, size=path.stat().st_size, source=source, sha256=sha256)

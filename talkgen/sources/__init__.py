@@ -6,7 +6,7 @@ from talkgen.errors import UnsupportedMedia
 from talkgen.media.kinds import Media, media_from_file
 from talkgen.mode import ALL_ROLES, MediaRole
 from talkgen.request import MediaRef
-from talkgen.sources.base import FetchContext, Source
+from talkgen.sources.base import FetchContext, Source, file_sha256
 
 __all__ = ["FetchContext", "Source", "fetch_media", "pick_source"]
 
@@ -30,10 +30,17 @@ def pick_source(ref: MediaRef) -> Source:
 
 
 def fetch_media(ref: MediaRef, ctx: FetchContext) -> Media:
-    """Fetch one reference into the work directory and check that its bytes fit the role."""
+    """Fetch one reference into the work directory and check that its bytes fit the role.
+
+    The input's download clock (``TALKGEN_DOWNLOAD_TIMEOUT_S``) starts here. ``Media.sha256`` is the
+    digest the source recorded while writing (`write_capped`); a plugin source that records none has its
+    file hashed once after the fetch.
+    """
     role: MediaRole = _ROLES[ref.role]
+    ctx = ctx.for_input()
     path = pick_source(ref).fetch(ref, ctx)
-    media = media_from_file(path, source=ref.field)
+    digest = ctx.digests.get(path) or file_sha256(path)
+    media = media_from_file(path, source=ref.field, sha256=digest)
     if media.kind not in _ACCEPTS[role.kind]:
         path.unlink(missing_ok=True)
         what = "unrecognised data" if media.kind == "unknown" else f"{_a(media.kind)} {media.kind} ({media.mime})"

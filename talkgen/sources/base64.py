@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import binascii
+import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from talkgen.errors import Cancelled, InvalidRequest, MediaTooLarge
+from talkgen.errors import InvalidRequest, MediaTooLarge
 from talkgen.hookspecs import hookimpl
 from talkgen.request import MediaRef
 from talkgen.settings import MB
-from talkgen.sources.base import FetchContext
+from talkgen.sources.base import FetchContext, check_cancel
 
 SLICE = 4 << 20  # characters of input handled per step (about 3 MB decoded)
 WHITESPACE = " \t\r\n"
@@ -38,10 +39,15 @@ class Base64Source:
         return ref.via == "base64"
 
     def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
+        ctx = ctx.for_input()
         start = _payload_start(ref)
         _check_size(ref, ctx, start)
-        with ctx.partial_file(ref) as dest, open(dest, "wb") as out:
-            _Decoder(ref, ctx).run(start, out)
+        decoder = _Decoder(ref, ctx)
+        with ctx.partial_file(ref) as dest:
+            ctx.digests.pop(dest, None)
+            with open(dest, "wb") as out:
+                decoder.run(start, out)
+        ctx.digests[dest] = decoder.digest.hexdigest()  # hashed while decoding, as write_capped does
         return dest
 
 
@@ -88,15 +94,19 @@ class _Decoder:
         self.data_chars = 0
         self.pad_at: int | None = None  # position of the first "=" (in ref.value)
         self.pads = 0
+        self.digest = hashlib.sha256()  # of the decoded bytes written
 
     def run(self, start: int, out: BinaryIO) -> None:
         value = self.ref.value
         for offset in range(start, len(value), SLICE):
-            if self.ctx.cancel.is_set():
-                raise Cancelled(f"Decoding of `{self.ref.field}` cancelled.", field=self.ref.field)
+            check_cancel(self.ref, self.ctx)  # cancel, the job's deadline and the input's
             text = value[offset:offset + SLICE]
-            out.write(self._decode_slice(text, offset))
-        out.write(self._finish())
+            self._write(out, self._decode_slice(text, offset))
+        self._write(out, self._finish())
+
+    def _write(self, out: BinaryIO, data: bytes) -> None:
+        out.write(data)
+        self.digest.update(data)
 
     def _decode_slice(self, text: str, offset: int) -> bytes:
         data = self._checked_bytes(text, offset)

@@ -27,6 +27,7 @@ class PathSource:
         return ref.via == "path"
 
     def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
+        ctx = ctx.for_input()  # a slow mount (NFS, FUSE) is held to TALKGEN_DOWNLOAD_TIMEOUT_S too
         source = _allowed_file(ref, ctx)
         with ctx.partial_file(ref) as dest:
             _copy(source, dest, ref, ctx)
