@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ class Job:
     on_progress: ProgressCallback | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None  # time.monotonic() value after which the job fails with `timeout`
+    on_delivered: list[Callable[[], None]] = field(default_factory=list)  # run once the video is delivered
     window_size: int = WINDOW
     motion_frames: int = MOTION
 

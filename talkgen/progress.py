@@ -10,6 +10,7 @@ STAGE_WEIGHTS: dict[str, tuple[float, float]] = {
     "validate": (0.00, 0.01),
     "fetch": (0.01, 0.05),
     "prepare": (0.05, 0.08),
+    "queue": (0.08, 0.08),  # waiting for the engine: another job is using it
     "load": (0.08, 0.12),
     "generate": (0.12, 0.95),
     "output": (0.95, 1.00),

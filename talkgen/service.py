@@ -6,7 +6,6 @@ import logging
 import math
 import random
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from talkgen.engine_queue import EngineQueue
 from talkgen.errors import (
     Cancelled,
     EngineFailed,
@@ -31,6 +31,7 @@ from talkgen.progress import ProgressCallback, ProgressEvent
 from talkgen.request import TalkRequest
 from talkgen.result import TalkResult
 from talkgen.settings import Settings, load_settings
+from talkgen.workdirs import make_workdir, sweep_stale
 
 if TYPE_CHECKING:
     from talkgen.engines.base import Engine
@@ -41,13 +42,20 @@ log = logging.getLogger("talkgen")
 
 
 class TalkGen:
-    """Runs talking-video jobs. Create once and reuse: engines are built on first use and kept warm."""
+    """Runs talking-video jobs. Create once and reuse: engines are built on first use and kept warm.
+
+    Safe to share between threads: concurrent `generate` calls fetch and prepare their inputs side by side,
+    then take turns on the engine in arrival order (progress stage ``queue``: "waiting for the engine").
+    """
 
     def __init__(self, settings: Settings | None = None, engine: str | None = None) -> None:
         self.settings = settings or load_settings()
         self.default_engine = engine or self.settings.engine
         self._engines: dict[str, Any] = {}
+        self._queues: dict[str, EngineQueue] = {}
         self._engine_lock = threading.Lock()
+        self._active: dict[object, threading.Event] = {}  # cancel flags of the jobs in progress
+        sweep_stale(self.settings.work_dir)
 
     # ---- public API ----
     def validate(self, request: dict[str, Any] | TalkRequest) -> TalkRequest:
@@ -81,9 +89,10 @@ class TalkGen:
 
         deadline = None if self.settings.job_timeout_s is None else time.monotonic() + self.settings.job_timeout_s
         report("validate", 1.0, "request is valid")
-        if self.settings.work_dir is not None:
-            Path(self.settings.work_dir).mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix=f"talkgen-{job_id}-", dir=self.settings.work_dir))
+        workdir = make_workdir(self.settings.work_dir, job_id)
+        token = object()
+        with self._engine_lock:
+            self._active[token] = cancel
         try:
             with _timed(timings, "fetch"):
                 media = self._fetch(req, workdir, cancel, deadline, report)
@@ -91,15 +100,25 @@ class TalkGen:
                 job = self._prepare(req, job_id, workdir, media, progress, cancel)
             job.deadline = deadline
             report("prepare", 1.0, f"{job.frames} frames at {job.width}x{job.height}")
-            with _timed(timings, "load"):
-                engine = self._engine(engine_name)
-            report("load", 1.0, f"engine {engine_name} ready")
-            with _timed(timings, "generate"):
-                video = self._run_engine(engine, job)
+
+            def waiting(ahead: int) -> None:
+                report("queue", 0.0, f"waiting for the engine: {ahead} job{'s' if ahead > 1 else ''} ahead")
+
+            queued = time.perf_counter()
+            with self._queue(engine_name).turn(waiting, job.check_cancelled):  # one job at a time per engine
+                timings["queue"] = time.perf_counter() - queued
+                with _timed(timings, "load"):
+                    engine = self._engine(engine_name)
+                report("load", 1.0, f"engine {engine_name} ready")
+                with _timed(timings, "generate"):
+                    video = self._run_engine(engine, job)
             with _timed(timings, "output"):
                 sink_fields = self._deliver(video, planned, job_id)
+            _after_delivery(job)
             report("output", 1.0, "done")
         finally:
+            with self._engine_lock:
+                del self._active[token]
             shutil.rmtree(workdir, ignore_errors=True)
         return TalkResult(
             job_id=job_id, mode=job.mode.value, engine=engine_name, width=job.width, height=job.height,
@@ -107,6 +126,17 @@ class TalkGen:
             size_bytes=sink_fields.pop("_size"), audio_type=req.resolved_audio_type, params=dict(job.params),
             timings={k: round(v, 3) for k, v in timings.items()}, **sink_fields,
         )
+
+    def cancel_all(self) -> int:
+        """Cancel every job in progress (a worker being stopped); returns how many there were.
+
+        Each job stops at its next check (between download chunks, sampling steps, windows), removes its
+        work directory and keeps its checkpoint, so a rerun with the same job id continues."""
+        with self._engine_lock:
+            flags = list(self._active.values())
+        for flag in flags:
+            flag.set()
+        return len(flags)
 
     @property
     def healthy(self) -> bool:
@@ -206,6 +236,10 @@ class TalkGen:
             )
         return engines[name]
 
+    def _queue(self, name: str) -> EngineQueue:
+        with self._engine_lock:
+            return self._queues.setdefault(name, EngineQueue())
+
     def _engine(self, name: str) -> Engine:
         with self._engine_lock:
             engine = self._engines.get(name)
@@ -259,6 +293,15 @@ class TalkGen:
         destination = choose_destination(planned, size, self.settings, job_id)
         _, fields = deliver(video, destination, self.settings)
         return {**fields, "_size": size}
+
+
+def _after_delivery(job: Job) -> None:
+    """Run what waited for the video to be safe (removing the checkpoint); failures only cost storage."""
+    for action in job.on_delivered:
+        try:
+            action()
+        except Exception:
+            log.warning("cleanup after delivering job %s failed", job.id, exc_info=True)
 
 
 @contextmanager

@@ -16,6 +16,9 @@ class Engine(Protocol):
     ``job.report(...)``, checks ``job.check_cancelled()`` between windows, and raises
     `talkgen.errors.TalkgenError` subclasses (EngineFailed, OutOfMemory, …). Set ``healthy`` to False
     when the engine cannot run another job (the service then rebuilds it; runtimes may recycle the worker).
+    `TalkGen` runs one job at a time per engine instance (its `EngineQueue`), so an engine may keep state
+    between the calls of one job without locks. Work that must wait until the video is delivered (removing
+    a checkpoint) goes into ``job.on_delivered``.
     """
 
     name: str

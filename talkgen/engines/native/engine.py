@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -45,10 +46,16 @@ class NativeEngine:
         self.preset = self.files.preset
         self.healthy = True
         self.last_timings = None
+        self._busy = threading.Lock()
         log.info("native engine: %s weights from %s on %s/%s in %.1f s", self.preset.name, self.files.root,
                  self.options.device, self.options.dtype, self.load_seconds)
 
     def generate(self, job: Job) -> None:
+        """One job at a time: the models, their caches and the loaded adapter are shared state."""
+        with self._busy, torch.no_grad():  # grad mode is per thread: set it for whichever thread runs the job
+            self._generate(job)
+
+    def _generate(self, job: Job) -> None:
         loop = WindowLoop(self.components, job, self.preset, f"{self.preset.name}:{self.files.transformer}")
         try:
             params = loop.run()

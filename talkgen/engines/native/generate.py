@@ -8,19 +8,21 @@ import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from talkgen.engines.native.checkpoint import Checkpoint, checkpoint_root
+from talkgen.engines.native.checkpoint import Checkpoint, Resume, checkpoint_root
 from talkgen.engines.native.colour import match_colours, reference_stats
 from talkgen.engines.native.output_worker import OutputWorker
 from talkgen.engines.native.sampler import passes, sample, timesteps
 from talkgen.engines.native.speakers import speaker_masks
 from talkgen.engines.native.windows import audio_windows, first_frame_mask, frame_to_tensor, video_to_uint8
-from talkgen.errors import InvalidRequest
+from talkgen.errors import EngineFailed, InvalidRequest
 from talkgen.media.boxes import default_boxes
+from talkgen.mode import ALL_ROLES
 from talkgen.plan import Window, window_source_frame
 
 if TYPE_CHECKING:
@@ -30,6 +32,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 AREA_720P = 1280 * 720
+_NOT_IN_FRAMES = {"job_id", "output_url", "network_volume", "force_offload",
+                  *(name for role in ALL_ROLES for name in role.fields)}
+"""Request fields that do not change the frames (the media count by their bytes, not their references)."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -79,11 +92,13 @@ class WindowLoop:
 
     # -- setup ---------------------------------------------------------------------------------------
     def fingerprint(self) -> str:
+        """What the frames depend on: the inputs' bytes (not where they came from), settings, model."""
         job = self.job
-        request = job.request.model_dump(mode="json", exclude={"job_id", "seed"} if job.request.seed is None
-                                         else {"job_id"})
-        blob = json.dumps({"request": request, "frames": job.frames, "size": [job.width, job.height],
-                           "model": self.model_id, "colour": self.strength,
+        request = job.request.model_dump(mode="json", exclude=_NOT_IN_FRAMES | ({"seed"} if job.request.seed is None
+                                                                                  else set()))
+        inputs = {role: getattr(media, "sha256", "") or file_sha256(media.path) for role, media in job.media.items()}
+        blob = json.dumps({"request": request, "inputs": inputs, "frames": job.frames,
+                           "size": [job.width, job.height], "model": self.model_id, "colour": self.strength,
                            "loras": [str(p) + f"@{s}" for p, s in self.c.options.loras],
                            "dtype": str(self.dtype)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -107,64 +122,73 @@ class WindowLoop:
 
     def run(self) -> dict[str, Any]:
         job, p = self.job, self.params
-        speakers = job.mode.speakers
         self._check_parallel_split()
         plan = self.c.prepare(job.width, job.height)
-        self.c.use_adapter(speakers)
+        self.c.use_adapter(job.mode.speakers)
+        wins = job.windows
         checkpoint = Checkpoint(f"{checkpoint_root(job.settings)}/{job.id}", self.fingerprint(), job.settings)
-        resume = checkpoint.load()
+        resume = _usable(checkpoint.load(), checkpoint, len(wins))
         if resume is not None and job.request.seed is None:
             job.seed = int(resume.tensors["seed"])
+        start_window = 0 if resume is None else resume.windows_done
         generator = torch.Generator("cpu").manual_seed(job.seed)
-        job.report("generate", 0.0, "encoding audio")
+        main_rank = self.c.options.rank == 0  # under torchrun every rank runs the job; one records it
+        if main_rank:
+            job.on_delivered.append(checkpoint.clear)  # kept until the video is safely delivered
+        state: dict[str, Any] = {"motion": None, "stats": None}
+        if resume is not None:
+            generator.set_state(resume.tensors["rng"])
+            state = {"motion": resume.tensors["motion"], "stats": tuple(resume.tensors["stats"])}
+            for win in wins[:start_window]:
+                frames = checkpoint.frames(win.index)
+                if len(frames) != win.new_frames:
+                    checkpoint.clear()
+                    raise EngineFailed(f"The checkpoint of window {win.index} holds {len(frames)} frames, not "
+                                       f"{win.new_frames}; it was removed: retry and the job starts over.")
+                job.writer.write(frames)
+            job.report("generate", start_window / len(wins), f"resumed after window {start_window}")
+        if start_window < len(wins):
+            self._generate(wins[start_window:], len(wins), generator, state, checkpoint if main_rank else None)
+        return {"steps": p.steps, "guidance_scale": p.guidance_scale, "audio_guidance_scale": p.audio_guidance_scale,
+                "shift": p.shift, "passes_per_step": len(passes(p.guidance_scale)), "windows": len(wins),
+                "resumed_from_window": start_window, "seed": job.seed, "memory": plan.describe()}
+
+    def _generate(self, wins: list[Window], count: int, generator: torch.Generator, state: dict[str, Any],
+                  checkpoint: Checkpoint | None) -> None:
+        """Encode the conditions, then make ``wins`` one by one, each written and checkpointed as it is done."""
+        job, p = self.job, self.params
+        job.report("generate", wins[0].index / count, "encoding audio")
         features = [self._timed(self.c.encode_audio, track, job.audio.rate, job.fps, job.frames,
                                 job.workdir / f"audio-features-{i}.npy")
                     for i, track in enumerate(job.audio.tracks)]
         cond_text = self._timed(self.c.encode_text, p.prompt)
         neg_text = self._timed(self.c.encode_text, p.negative_prompt)
         masks = None
-        if speakers == 2:  # without boxes: InfiniteTalk's default, the two halves shrunk by 5 %
+        if job.mode.speakers == 2:  # without boxes: InfiniteTalk's default, the two halves shrunk by 5 %
             w, h = job.visual.width, job.visual.height
             boxes = job.request.speaker_boxes or default_boxes(w, h)
             masks = speaker_masks(boxes, w, h, job.width, job.height)
-        source = _Source(job)
-        wins = job.windows
-        state: dict[str, Any] = {"motion": None, "stats": None}
-        start_window = 0
-        main_rank = self.c.options.rank == 0  # under torchrun every rank runs the job; one records it
 
         def write(window: int, frames: np.ndarray, tensors: dict[str, Any]) -> None:
             job.writer.write(frames)
-            if main_rank:
+            if checkpoint is not None:
                 checkpoint.save(window, frames, tensors)
 
+        source = _Source(job)
         output = OutputWorker(write)
         try:
-            if resume is not None:
-                start_window = resume.windows_done
-                generator.set_state(resume.tensors["rng"])
-                state = {"motion": resume.tensors["motion"], "stats": tuple(resume.tensors["stats"])}
-                for k in range(start_window):
-                    job.writer.write(checkpoint.frames(k))
-                job.report("generate", start_window / len(wins), f"resumed after window {start_window}")
-            for win in wins[start_window:]:
+            for win in wins:
                 job.check_cancelled()
                 began = time.perf_counter()
-                frames = self._window(win, len(wins), source, features, cond_text, neg_text, masks, generator,
-                                      state)
+                frames = self._window(win, count, source, features, cond_text, neg_text, masks, generator, state)
                 output.submit(win.index, frames, {"motion": state["motion"], "stats": list(state["stats"]),
                                                   "rng": generator.get_state(), "seed": job.seed})
                 self.timings.windows.append(time.perf_counter() - began)
-                job.report("generate", (win.index + 1) / len(wins), f"window {win.index + 1}/{len(wins)}")
+                job.report("generate", (win.index + 1) / count, f"window {win.index + 1}/{count}")
             output.finish()
         finally:
             output.close()
             source.close()
-        if main_rank:
-            checkpoint.clear()
-        return {"steps": p.steps, "guidance_scale": p.guidance_scale, "audio_guidance_scale": p.audio_guidance_scale,
-                "shift": p.shift, "passes_per_step": len(passes(p.guidance_scale)), "windows": len(wins),
-                "resumed_from_window": start_window, "seed": job.seed, "memory": plan.describe()}
 
     # -- one window ----------------------------------------------------------------------------------
     def _window(self, win: Window, count: int, source: _Source, features: list[np.ndarray],
@@ -215,6 +239,18 @@ class WindowLoop:
         video = match_colours(video, state["stats"], self.strength).cpu()
         state["motion"] = video[:, -job.motion_frames:].clone()
         return video_to_uint8(video[:, win.keep()])
+
+
+def _usable(resume: Resume | None, checkpoint: Checkpoint, windows: int) -> Resume | None:
+    """``resume`` when it holds what the loop continues from; otherwise it is discarded."""
+    if resume is None:
+        return None
+    tensors = resume.tensors
+    if (resume.windows_done > windows or not isinstance(tensors, dict)
+            or not {"rng", "motion", "stats", "seed"} <= set(tensors)):
+        checkpoint.discard("does not fit this job")
+        return None
+    return resume
 
 
 class _Source:
