@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 import wave
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +14,8 @@ import numpy as np
 
 from talkgen.errors import InternalError, InvalidRequest, MediaUnreadable, UnsupportedMedia
 from talkgen.media.kinds import sniff
-from talkgen.media.probe import media_label, open_container, stream_end_seconds
+from talkgen.media.loudness import LoudnessMeter
+from talkgen.media.probe import declared_audio_seconds, media_label, open_container, stream_end_seconds
 
 SAMPLE_RATE = 16000
 """Rate of the per-speaker tracks fed to wav2vec2."""
@@ -29,6 +29,8 @@ SILENCE_LUFS = -70.0
 """Quieter than this (BS.1770 absolute gate) counts as silence: no gain is applied."""
 LOUDNESS_BLOCK_S = 0.4
 AUDIO_TYPES = ("para", "add")
+DECLARED_MARGIN_S = 0.25
+"""A header's duration is trusted for an early refusal only this far past the limit (decoders differ)."""
 
 
 def _reblock(chunks: Iterable[np.ndarray], block: int) -> Iterator[np.ndarray]:
@@ -129,16 +131,77 @@ def decode_audio(path: Path, rate: int = SAMPLE_RATE, *, field: str | None = Non
 
 def loudness_gain(samples: np.ndarray, rate: int) -> float:
     """Linear gain that brings ``samples`` to `TARGET_LUFS`; 1.0 for silence or audio under 0.4 s."""
-    if len(samples) < math.ceil(LOUDNESS_BLOCK_S * rate):
-        return 1.0
-    import pyloudnorm
+    meter = LoudnessMeter(rate)
+    meter.add(samples)
+    return _gain(meter)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        loudness = float(pyloudnorm.Meter(rate, block_size=LOUDNESS_BLOCK_S).integrated_loudness(samples))
+
+def _gain(meter: LoudnessMeter) -> float:
+    """The gain to `TARGET_LUFS` for what ``meter`` measured (1.0 for silence or audio under 0.4 s)."""
+    if meter.samples < math.ceil(LOUDNESS_BLOCK_S * meter.rate):
+        return 1.0
+    loudness = meter.integrated()
     if not math.isfinite(loudness) or loudness < SILENCE_LUFS:
         return 1.0
     return float(10.0 ** ((TARGET_LUFS - loudness) / 20.0))
+
+
+@dataclass
+class _Speech:
+    """One speaker decoded to a raw float32 file at `SAMPLE_RATE`, with its length and loudness gain."""
+
+    raw: Path
+    samples: int
+    gain: float
+
+
+def _decode_speech(path: Path, raw: Path, field_name: str | None, max_seconds: float | None) -> _Speech:
+    """Stream ``path`` at `SAMPLE_RATE` to ``raw`` while metering its loudness (memory: one block)."""
+    limit = None if max_seconds is None else math.ceil(max_seconds * SAMPLE_RATE)
+    meter = LoudnessMeter(SAMPLE_RATE)
+    total = 0
+    with open(raw, "wb") as out:
+        for block in iter_audio(path, SAMPLE_RATE, field=field_name):
+            if limit is not None:
+                block = block[: limit - total]
+            meter.add(block)
+            out.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+            total += len(block)
+            if limit is not None and total >= limit:
+                break  # closes the decoder: the cap bounds the work, not the file
+    if not total:
+        raise MediaUnreadable(
+            f"{media_label(path, field_name)} contains no audio (zero samples): send a recording with speech.",
+            field=field_name,
+        )
+    return _Speech(raw=raw, samples=total, gain=_gain(meter))
+
+
+def _check_declared(paths: list[Path], audio_type: str | None, frames_for: Callable[[float], int]) -> None:
+    """Refuse audio whose headers already say it is too long, before decoding anything.
+
+    ``frames_for`` raises the caller's `TooLong`; it sees a lower bound of the natural length (files
+    without a trustworthy header count as 0 s), so a wrong or absent header never refuses audio that the
+    decode would accept: the decode limit still catches what the headers do not.
+    """
+    declared = [declared_audio_seconds(p) or 0.0 for p in paths]
+    natural = sum(declared) if audio_type == "add" else max(declared)
+    if natural > DECLARED_MARGIN_S:
+        frames_for(natural - DECLARED_MARGIN_S)
+
+
+def _place(speech: _Speech, track: np.ndarray, offset: int) -> None:
+    """Read ``speech``'s samples into ``track[offset:]`` (as far as it reaches), scaled by its gain."""
+    count = max(0, min(speech.samples, len(track) - offset))
+    if not count:
+        return
+    view = track[offset:offset + count]
+    with open(speech.raw, "rb") as fh:
+        got = fh.readinto(memoryview(view).cast("B"))
+    if got != count * view.itemsize:  # pragma: no cover - the file was written by _decode_speech
+        raise InternalError(f"{speech.raw.name}: read {got} bytes, expected {count * view.itemsize}")
+    if speech.gain != 1.0:
+        view *= np.float32(speech.gain)
 
 
 @dataclass
@@ -227,8 +290,11 @@ def prepare_audio(
     """Decode, normalise and lay out one or two speakers; write ``out_dir/soundtrack.wav``.
 
     ``frames_for(natural_seconds)`` returns the number of video frames to make (it applies the caller's
-    caps); tracks and soundtrack are cut or zero-padded to exactly that many frames. Each file is decoded
-    no further than ``decode_limit_s`` seconds, so a very long input cannot exhaust memory.
+    caps and raises when the audio is too long); tracks and soundtrack are cut or zero-padded to exactly
+    that many frames. It is first asked with the length the files' headers declare, so audio that is
+    plainly too long is refused before any decoding. Each file is decoded no further than
+    ``decode_limit_s`` seconds, streamed to disk while its loudness is metered; memory holds the final
+    tracks and one block, whatever the input's length.
     """
     paths = [Path(p) for p in paths]
     if len(paths) not in (1, 2):
@@ -247,37 +313,31 @@ def prepare_audio(
                 field="audio_type",
             )
 
-    speech = [decode_audio(p, SAMPLE_RATE, field=n, max_seconds=decode_limit_s)
-              for p, n in zip(paths, names, strict=True)]
-    for samples, p, n in zip(speech, paths, names, strict=True):
-        if not len(samples):
-            raise MediaUnreadable(
-                f"{media_label(p, n)} contains no audio (zero samples): send a recording with speech.", field=n
-            )
-    gains = [loudness_gain(s, SAMPLE_RATE) for s in speech]
-    speech = [s * np.float32(g) if g != 1.0 else s for s, g in zip(speech, gains, strict=True)]
-
-    if audio_type is None:
-        tracks = speech
-    elif audio_type == "add":
-        a1, a2 = speech
-        tracks = [
-            np.concatenate([a1, np.zeros(len(a2), np.float32)]),
-            np.concatenate([np.zeros(len(a1), np.float32), a2]),
-        ]
-    else:
-        longest = max(len(s) for s in speech)
-        tracks = [_fit(s, longest) for s in speech]
-    natural = len(tracks[0]) / SAMPLE_RATE
-
-    frames = int(frames_for(natural))
-    if frames < 1:
-        raise InternalError(f"frames_for({natural:.3f}) returned {frames}; it must return at least 1.")
-    track_len = round(frames * SAMPLE_RATE / fps)
-    tracks = [np.ascontiguousarray(_fit(t, track_len), dtype=np.float32) for t in tracks]
-
+    _check_declared(paths, audio_type, frames_for)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    speech: list[_Speech] = []
+    try:
+        for i, (p, n) in enumerate(zip(paths, names, strict=True)):
+            speech.append(_decode_speech(p, out_dir / f"speech_{i + 1}.f32", n, decode_limit_s))
+        lengths = [sp.samples for sp in speech]
+        natural = (sum(lengths) if audio_type == "add" else max(lengths)) / SAMPLE_RATE
+        frames = int(frames_for(natural))
+        if frames < 1:
+            raise InternalError(f"frames_for({natural:.3f}) returned {frames}; it must return at least 1.")
+        track_len = round(frames * SAMPLE_RATE / fps)
+        # 'add': speaker 2 starts where speaker 1 ends; otherwise both start at 0 (zeros fill the rest).
+        offsets = [0, lengths[0]] if audio_type == "add" else [0] * len(speech)
+        tracks = []
+        for sp, offset in zip(speech, offsets, strict=True):
+            track = np.zeros(track_len, np.float32)
+            _place(sp, track, offset)
+            tracks.append(track)
+    finally:
+        for sp in speech:
+            sp.raw.unlink(missing_ok=True)
+    gains = [sp.gain for sp in speech]
+
     soundtrack = out_dir / "soundtrack.wav"
     total = round(frames * SOUNDTRACK_RATE / fps)
     streams = [
@@ -287,9 +347,9 @@ def prepare_audio(
     if audio_type == "add":
         # Each turn keeps the exact length of its 16 kHz track so the mix lines up with the speakers' tracks.
         ratio = SOUNDTRACK_RATE // SAMPLE_RATE if SOUNDTRACK_RATE % SAMPLE_RATE == 0 else None
-        lengths = [len(s) * ratio if ratio else round(len(s) * SOUNDTRACK_RATE / SAMPLE_RATE) for s in speech]
+        turns = [n * ratio if ratio else round(n * SOUNDTRACK_RATE / SAMPLE_RATE) for n in lengths]
         mix: Iterable[np.ndarray] = itertools.chain.from_iterable(
-            _fit_stream(s, n, BLOCK) for s, n in zip(streams, lengths, strict=True)
+            _fit_stream(s, n, BLOCK) for s, n in zip(streams, turns, strict=True)
         )
     elif audio_type == "para":
         mix = _summed(streams[0], streams[1], BLOCK)

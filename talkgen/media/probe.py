@@ -19,6 +19,9 @@ _EXIF_ORIENTATION = 0x0112
 _FIRST_FRAME_PACKETS = 512
 _MOV_FORMATS = ("mov", "mp4", "m4a", "3gp")
 _TAIL_CHECK_S = 0.5
+# Container formats (FFmpeg names) whose headers state an audio stream's exact length.
+_DECLARING_FORMATS = frozenset({"flac", "wav", "w64", "aiff", "mov", "mp4", "m4a", "3gp", "ogg", "matroska", "webm"})
+_PCM_FORMATS = frozenset({"wav", "w64", "aiff"})
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,49 @@ def stream_end_seconds(container: av.container.InputContainer, stream: av.stream
         return None
     start = stream.start_time or 0
     return float((start + stream.duration) * stream.time_base)
+
+
+def declared_audio_seconds(path: Path) -> float | None:
+    """How long the first audio stream is, as the container's header states it; None when unknown.
+
+    Only formats that store the length exactly count: flac (STREAMINFO total samples), wav/aiff (data
+    size; a size beyond the file is not believed), the mp4 family (sample index), ogg (last granule),
+    matroska/webm (segment duration). mp3 and other estimates from the bit rate are never used. Opens
+    the header only: no audio is decoded.
+    """
+    try:
+        container = av.open(str(path), "r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return None
+    with container:
+        if not container.streams.audio:
+            return None
+        names = set(container.format.name.split(","))
+        if not names & _DECLARING_FORMATS:
+            return None
+        stream = container.streams.audio[0]
+        seconds = None
+        if stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration and container.duration > 0:
+            seconds = container.duration / av.time_base
+        if seconds is None or seconds <= 0:
+            return None
+        if names & _PCM_FORMATS and not _fits_file(stream, seconds, Path(path)):
+            return None
+        return seconds
+
+
+def _fits_file(stream: av.audio.stream.AudioStream, seconds: float, path: Path) -> bool:
+    """PCM: the stated length must fit in the file's bytes (a streamed WAV may state 4 GB)."""
+    ctx = stream.codec_context
+    bits = ctx.format.bits if ctx.format is not None else 0
+    per_second = stream.sample_rate * ctx.channels * bits / 8 if codec_is_pcm(ctx.name) else 0
+    return not per_second or seconds * per_second <= path.stat().st_size * 1.01
+
+
+def codec_is_pcm(name: str) -> bool:
+    return name.startswith("pcm_")
 
 
 def _duration(container: av.container.InputContainer) -> float:
