@@ -43,10 +43,12 @@ class VideoFrameReader:
     """Random and sequential access to a video's frames, fitted to ``width`` x ``height``.
 
     Decodes forward from a cursor and seeks only backward or far ahead; never holds more than one
-    decoded frame (plus one of look-ahead).
+    decoded frame (plus one of look-ahead). With ``max_pixels`` (``TALKGEN_MAX_IMAGE_PIXELS``), a video
+    with larger frames is refused (`MediaTooLarge`) from its header, before any frame is decoded.
     """
 
-    def __init__(self, path: Path, width: int, height: int, field: str | None = None) -> None:
+    def __init__(self, path: Path, width: int, height: int, field: str | None = None,
+                 max_pixels: int | None = None) -> None:
         self.path = Path(path)
         self.width = width
         self.height = height
@@ -61,7 +63,8 @@ class VideoFrameReader:
                 )
             self._stream = self._container.streams.video[0]
             self._stream.thread_type = "AUTO"  # before the first decode opens the codec
-            self.info: AVInfo = describe_container(self._container, self.path, field, check_audio=False)
+            self.info: AVInfo = describe_container(self._container, self.path, field, check_audio=False,
+                                                   max_pixels=max_pixels)
         except BaseException:
             self._container.close()
             raise

@@ -63,14 +63,21 @@ def media_label(path: Path, field: str | None) -> str:
 
 
 def _too_large(path: Path, width: int, height: int, max_pixels: int, field: str | None,
-               extra: str = "") -> MediaTooLarge:
+               extra: str = "", what: str = "image") -> MediaTooLarge:
+    per = " per frame" if what == "video" else ""
     return MediaTooLarge(
-        f"The image {media_label(path, field)} is {width}x{height} = {width * height:,} pixels, above the cap "
-        f"of {max_pixels:,} pixels{extra}: send a smaller image (downscale it), or raise "
+        f"The {what} {media_label(path, field)} is {width}x{height} = {width * height:,} pixels{per}, above the "
+        f"cap of {max_pixels:,} pixels{extra}: send a smaller {what} (downscale it), or raise "
         "TALKGEN_MAX_IMAGE_PIXELS if you operate this service.",
         field=field,
         details={"width": width, "height": height, "max_pixels": max_pixels},
     )
+
+
+def check_frame_pixels(path: Path, width: int, height: int, max_pixels: int | None, field: str | None) -> None:
+    """Refuse video frames above the image pixel cap (``None``: no cap)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise _too_large(path, width, height, max_pixels, field, what="video")
 
 
 def _open_image(path: Path, max_pixels: int, field: str | None) -> Image.Image:
@@ -254,9 +261,13 @@ def _unreadable(path: Path, field: str | None, what: str, exc: Exception) -> Med
 
 
 def describe_container(container: av.container.InputContainer, path: Path, field: str | None = None,
-                       check_audio: bool = True) -> AVInfo:
+                       check_audio: bool = True, max_pixels: int | None = None) -> AVInfo:
     """`AVInfo` for an opened container: stream headers, the first video frame (for its rotation),
-    and the first audio frame when ``check_audio``."""
+    and the first audio frame when ``check_audio``.
+
+    With ``max_pixels``, a video whose frames are larger is refused (`MediaTooLarge`) from the stream
+    header, before any frame is decoded (and again from the first frame, for headers without a size).
+    """
     path = Path(path)
     video = container.streams.video[0] if container.streams.video else None
     audio = container.streams.audio[0] if container.streams.audio else None
@@ -266,6 +277,7 @@ def describe_container(container: av.container.InputContainer, path: Path, field
     if video is not None:
         fps = _rate(video)
         width, height = video.codec_context.width, video.codec_context.height
+        check_frame_pixels(path, width, height, max_pixels, field)
         frames = video.frames or (round(duration * fps) if fps else 0) or 1  # estimated when not stored
         try:
             first = _first_frame(container, video)
@@ -278,6 +290,7 @@ def describe_container(container: av.container.InputContainer, path: Path, field
             )
         rotation = normalise_rotation(getattr(first, "rotation", 0) or 0)
         width, height = first.width, first.height
+        check_frame_pixels(path, width, height, max_pixels, field)
         if rotation in (90, 270):
             width, height = height, width
     has_audio = audio is not None
@@ -343,11 +356,13 @@ def _check_complete(container: av.container.InputContainer, path: Path, field: s
         )
 
 
-def probe_av(path: Path, field: str | None = None) -> AVInfo:
+def probe_av(path: Path, field: str | None = None, *, max_pixels: int | None = None) -> AVInfo:
     """Streams, duration, fps and size of an audio or video file (headers, one audio frame, the tail).
 
     A video whose audio track is empty reports ``has_audio=False``; an audio-only file with no samples,
-    or an mp4/mov whose data stops before its index says, raises `MediaUnreadable`.
+    or an mp4/mov whose data stops before its index says, raises `MediaUnreadable`. With ``max_pixels``
+    (the service passes ``TALKGEN_MAX_IMAGE_PIXELS``), larger video frames raise `MediaTooLarge` before
+    any frame is decoded.
     """
     path = Path(path)
     container = open_container(path, field)
@@ -358,6 +373,6 @@ def probe_av(path: Path, field: str | None = None) -> AVInfo:
                 "video.",
                 field=field,
             )
-        info = describe_container(container, path, field)
+        info = describe_container(container, path, field, max_pixels=max_pixels)
         _check_complete(container, path, field)
         return info
