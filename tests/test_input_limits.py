@@ -179,19 +179,23 @@ def test_private_addresses_still_follow_allow_private_urls():
 # --- content hashes ------------------------------------------------------------------------------
 
 
-def fetch_three_ways(data: bytes, name: str, server: LoopbackServer, tmp_path: Path) -> list[str]:
-    """``media.sha256`` of ``data`` fetched by path, by URL and as base64."""
+def fetch_every_way(data: bytes, name: str, server: LoopbackServer, tmp_path: Path) -> list[str]:
+    """``media.sha256`` of ``data`` fetched by path, by URL, as base64 and from storage (memory://)."""
+    import fsspec
+
     (tmp_path / name).write_bytes(data)
     server.route(f"/{name}", Reply.file(data))
+    fsspec.filesystem("memory").pipe(f"/talkgen-test/{name}", data)
     refs = [
         MediaRef(role="image", field="image_path", via="path", value=str(tmp_path / name)),
         MediaRef(role="image", field="image_url", via="url", value=server.url(f"/{name}")),
         MediaRef(role="image", field="image_base64", via="base64",
                  value="data:image/png;base64," + base64.b64encode(data).decode()),
+        MediaRef(role="image", field="image_url", via="url", value=f"memory://talkgen-test/{name}"),
     ]
     digests = []
     for ref in refs:
-        ctx = make_ctx(tmp_path / ref.via, allowed_path_roots=[tmp_path])
+        ctx = make_ctx(tmp_path / ref.via / ref.value[:3], allowed_path_roots=[tmp_path])
         digests.append(fetch_media(ref, ctx).sha256)
     return digests
 
@@ -200,10 +204,10 @@ def test_the_same_bytes_hash_the_same_through_every_source(server, tmp_path, mon
     use_builtin_sources_only(monkeypatch)
     one = make_image(tmp_path / "one.png").read_bytes()
     two = make_image(tmp_path / "two.png", color=(10, 20, 30)).read_bytes()
-    first = fetch_three_ways(one, "one.png", server, tmp_path)
-    second = fetch_three_ways(two, "two.png", server, tmp_path)
-    assert first == [hashlib.sha256(one).hexdigest()] * 3
-    assert second == [hashlib.sha256(two).hexdigest()] * 3
+    first = fetch_every_way(one, "one.png", server, tmp_path)
+    second = fetch_every_way(two, "two.png", server, tmp_path)
+    assert first == [hashlib.sha256(one).hexdigest()] * 4
+    assert second == [hashlib.sha256(two).hexdigest()] * 4
     assert first[0] != second[0]
 
 
@@ -212,4 +216,21 @@ def test_a_retried_download_hashes_only_the_final_body(server, tmp_path, monkeyp
     png = make_image(tmp_path / "face.png").read_bytes()
     server.route("/flaky.png", Reply.error(503), Reply.file(png))
     media = fetch_media(url_ref(server.url("/flaky.png")), make_ctx(tmp_path, url_retries=1))
+    assert media.sha256 == hashlib.sha256(png).hexdigest()
+
+
+def test_a_source_that_records_no_digest_is_hashed_after_the_fetch(tmp_path, monkeypatch):
+    """Third-party sources that write their own way still yield ``media.sha256``."""
+    import talkgen.sources as sources
+
+    png = make_image(tmp_path / "face.png").read_bytes()
+
+    class Plain:
+        def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
+            dest = ctx.dest_for(ref)
+            dest.write_bytes(png)
+            return dest
+
+    monkeypatch.setattr(sources, "pick_source", lambda ref: Plain())
+    media = fetch_media(url_ref("plugin://face"), make_ctx(tmp_path))
     assert media.sha256 == hashlib.sha256(png).hexdigest()
