@@ -174,7 +174,7 @@ class TalkGen:
         mode = req.mode
         visual_media = media[mode.visual_role.name]
         if mode.is_video:
-            visual = probe_av(visual_media.path, field=visual_media.source)
+            visual = probe_av(visual_media.path, field=visual_media.source, max_pixels=self.settings.max_image_pixels)
             if not visual.has_video:
                 raise UnsupportedMedia(
                     f"`{visual_media.source}` has no video stream: V2V needs a video with frames.",

@@ -44,3 +44,16 @@ def test_frames_at_the_cap_pass(video):
     with VideoFrameReader(video, 32, 32, "video_url", max_pixels=96 * 64) as reader:
         assert reader.frame_at(0).shape == (32, 32, 3)
     assert probe_av(video).height == 64  # no cap unless asked
+
+
+def test_a_v2v_job_with_frames_over_the_cap_is_refused_by_the_service(settings, media_dir, work_root):
+    """The service applies TALKGEN_MAX_IMAGE_PIXELS to the source video, as it does to images."""
+    from talkgen.service import TalkGen
+    from tests.conftest import assert_no_leftovers
+
+    service = TalkGen(settings.model_copy(update={"max_image_pixels": 96 * 64 - 1}))
+    with pytest.raises(MediaTooLarge) as exc:
+        service.generate({"input_type": "video", "video_path": str(media_dir / "clip.mp4"),
+                          "wav_path": str(media_dir / "speech.wav")})
+    assert exc.value.field == "video_path"
+    assert_no_leftovers(work_root)

@@ -95,7 +95,8 @@ class ComfyUIEngine:
             from talkgen.media.frames import VideoFrameReader
 
             field = job.media[job.mode.visual_role.name].source
-            source = VideoFrameReader(job.visual_path, job.width, job.height, field)
+            source = VideoFrameReader(job.visual_path, job.width, job.height, field,
+                                      max_pixels=job.settings.max_image_pixels)
         try:
             self._window_loop(job, workflow, folder, prompts, source)
         finally:

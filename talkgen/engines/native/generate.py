@@ -96,7 +96,7 @@ class WindowLoop:
         job = self.job
         request = job.request.model_dump(mode="json", exclude=_NOT_IN_FRAMES | ({"seed"} if job.request.seed is None
                                                                                   else set()))
-        inputs = {role: getattr(media, "sha256", "") or file_sha256(media.path) for role, media in job.media.items()}
+        inputs = {role: media.sha256 or file_sha256(media.path) for role, media in job.media.items()}
         blob = json.dumps({"request": request, "inputs": inputs, "frames": job.frames,
                            "size": [job.width, job.height], "model": self.model_id, "colour": self.strength,
                            "loras": [str(p) + f"@{s}" for p, s in self.c.options.loras],
@@ -266,7 +266,8 @@ class _Source:
         self._cached: tuple[torch.Tensor, torch.Tensor] | None = None
         if job.mode.is_video:
             self.reader = VideoFrameReader(job.visual_path, job.width, job.height,
-                                           job.media[job.mode.visual_role.name].source)
+                                           job.media[job.mode.visual_role.name].source,
+                                           max_pixels=job.settings.max_image_pixels)
         else:
             image = load_image(job.visual_path, job.settings.max_image_pixels)
             self.image = frame_to_tensor(fit_frame(image, job.width, job.height))
