@@ -167,6 +167,7 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
             flags["speaker_boxes"] = _json_flag("--speaker-boxes", flags["speaker_boxes"])
         request.update({k: v for k, v in flags.items() if v is not None})
         from talkgen.service import TalkGen
+        from talkgen.shutdown import cancel_on_signals
 
         service = TalkGen(_trusted_settings(request))
         req = service.validate(request)
@@ -177,6 +178,7 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
         if _secondary_rank():  # torchrun: every rank renders, rank 0 alone delivers and reports
             return _run_secondary(service, req)
         progress = _Progress(sys.stderr.isatty() and not as_json)
+        cancel_on_signals(service)  # SIGTERM: stop at the next step, clean up, keep the checkpoint
         try:
             result = service.generate(req, output=output, progress=progress)
         finally:

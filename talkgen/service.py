@@ -55,6 +55,7 @@ class TalkGen:
         self._queues: dict[str, EngineQueue] = {}
         self._engine_lock = threading.Lock()
         self._active: dict[object, threading.Event] = {}  # cancel flags of the jobs in progress
+        self._stopping = False
         sweep_stale(self.settings.work_dir)
 
     # ---- public API ----
@@ -116,6 +117,11 @@ class TalkGen:
                 sink_fields = self._deliver(video, planned, job_id)
             _after_delivery(job)
             report("output", 1.0, "done")
+        except Cancelled as exc:
+            if not self._stopping:
+                raise
+            raise Cancelled("The worker was stopped while running this job: send it again (with the same job_id "
+                            "it continues from its last finished window).", retryable=True) from exc
         finally:
             with self._engine_lock:
                 del self._active[token]
@@ -128,11 +134,13 @@ class TalkGen:
         )
 
     def cancel_all(self) -> int:
-        """Cancel every job in progress (a worker being stopped); returns how many there were.
+        """Cancel every job in progress (the worker is being stopped); returns how many there were.
 
         Each job stops at its next check (between download chunks, sampling steps, windows), removes its
-        work directory and keeps its checkpoint, so a rerun with the same job id continues."""
+        work directory and keeps its checkpoint; it fails with a retryable `cancelled`, so a rerun with the
+        same job id continues where it stopped."""
         with self._engine_lock:
+            self._stopping = True
             flags = list(self._active.values())
         for flag in flags:
             flag.set()

@@ -20,6 +20,7 @@ from typing import Any
 from talkgen.errors import InvalidRequest, TalkgenError
 from talkgen.progress import ProgressEvent
 from talkgen.service import TalkGen
+from talkgen.shutdown import cancel_on_signals
 from talkgen.sources.url import display_url
 
 log = logging.getLogger("talkgen.runpod")
@@ -93,6 +94,7 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
     tg: TalkGen | None = None
     try:
         tg = service()
+        cancel_on_signals(tg)  # SIGTERM cancels the job, then the SDK's own shutdown runs
         if isinstance(inp, str):
             try:
                 inp = json.loads(inp)

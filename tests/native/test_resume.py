@@ -88,3 +88,25 @@ def test_checkpoints_on_s3(native_settings, native_media, tmp_path):
         assert again.load().tensors["seed"] == 4 and np.array_equal(again.frames(0), frames)
         again.clear()
         assert Checkpoint("s3://ckpt/jobs/j1", "fp", settings).load() is None
+
+
+def test_sigterm_cancels_cleans_up_and_keeps_the_checkpoint(native_media, tiny_models, tmp_path):
+    """How platforms stop a worker: the job ends promptly as a retryable `cancelled`, its work directory is
+    gone, and its checkpoint stays for the rerun."""
+    work = tmp_path / "work"
+    work.mkdir()
+    state = work / "talkgen-checkpoints" / JOB / "state.json"
+    cmd, env = _cli(native_media, tiny_models, work, tmp_path / "never.mp4")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not state.is_file():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    error = json.loads(out)
+    assert error["error_code"] == "cancelled" and error["retryable"] is True, error
+    assert "Traceback" not in err
+    assert [p.name for p in work.iterdir()] == ["talkgen-checkpoints"]  # the job's work directory is gone
+    assert json.loads(state.read_text())["windows_done"] >= 1
+    assert not (tmp_path / "never.mp4").exists()
