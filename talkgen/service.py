@@ -327,13 +327,16 @@ def generate(request: dict[str, Any] | TalkRequest, **kwargs: Any) -> TalkResult
 
 
 _default_instance: TalkGen | None = None
+_default_lock = threading.Lock()
 
 
 def _default() -> TalkGen:
+    """The process's shared instance, created once even when threads race for it."""
     global _default_instance
-    if _default_instance is None:
-        _default_instance = TalkGen()
-    return _default_instance
+    with _default_lock:
+        if _default_instance is None:
+            _default_instance = TalkGen()
+        return _default_instance
 
 
 __all__ = ["TalkGen", "generate"]
