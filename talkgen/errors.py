@@ -8,12 +8,52 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+MESSAGE_LIMIT = 4000
+"""The longest message an error keeps: a message never grows with what a caller sent."""
+SHOWN_LIMIT = 200
+"""How much of a caller's value a message echoes (see `shown`)."""
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """``value`` as a message may echo it: quoted, at most about ``limit`` characters, never a payload.
+
+    Strings are cut (``'/very/lo…' (3000000 characters)``); numbers too long to print, containers and
+    other objects are described by type and size, so a 3 MB path or a list nested thousands deep costs
+    no more than a short one.
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}… ({len(value)} characters)"
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() <= 3 * limit:  # about limit digits: cheap to print
+            text = str(value)
+            return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} digits)"
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    if isinstance(value, (bytes, bytearray)):
+        return f"{type(value).__name__} of {len(value)} bytes"
+    try:
+        size = len(value)  # type: ignore[arg-type]
+    except Exception:  # any object: describing it must not fail
+        return type(value).__name__
+    return f"{type(value).__name__} of {size} item{'' if size == 1 else 's'}"
+
+
+def _capped(message: str) -> str:
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    return message[:MESSAGE_LIMIT] + f"… (message cut at {MESSAGE_LIMIT} of {len(message)} characters)"
+
 
 class TalkgenError(Exception):
     """Base error: ``TalkgenError(code, message, retryable=None, field=None)``.
 
     ``retryable`` defaults to what the code's table row says. Subclasses fix the code and take the
-    message first: ``MissingMedia("Set `wav_url`.", field="wav_url")``.
+    message first: ``MissingMedia("Set `wav_url`.", field="wav_url")``. ``private`` is detail for this
+    machine's operator (server paths, …): logs and the local CLI show it, responses to callers never do.
+    The message is capped at `MESSAGE_LIMIT` characters.
     """
 
     code: str = "talkgen_error"
@@ -26,7 +66,9 @@ class TalkgenError(Exception):
         retryable: bool | None = None,
         field: str | None = None,
         details: dict[str, Any] | None = None,
+        private: str | None = None,
     ) -> None:
+        message = _capped(str(message))
         super().__init__(message)
         self.code = code
         self.message = message
@@ -36,9 +78,10 @@ class TalkgenError(Exception):
         self.retryable = retryable
         self.field = field
         self.details = details or {}
+        self.private = None if private is None else _capped(private)
 
     def to_dict(self) -> dict[str, Any]:
-        """The error as a JSON-able dict (the shape runtimes return)."""
+        """The error as a JSON-able dict (the shape runtimes return; never the ``private`` detail)."""
         out: dict[str, Any] = {"error": self.message, "error_code": self.code, "retryable": self.retryable}
         if self.field:
             out["field"] = self.field
@@ -60,9 +103,10 @@ class _CodedError(TalkgenError):
         retryable: bool | None = None,
         field: str | None = None,
         details: dict[str, Any] | None = None,
+        private: str | None = None,
     ) -> None:
         super().__init__(type(self).code, message, self.default_retryable if retryable is None else retryable,
-                         field, details)
+                         field, details, private)
 
 
 class InvalidRequest(_CodedError):

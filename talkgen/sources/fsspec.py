@@ -14,6 +14,7 @@ from talkgen.errors import (
     FetchFailed,
     ForbiddenSource,
     MediaUnreadable,
+    TalkgenError,
     UnsupportedMedia,
 )
 from talkgen.hookspecs import hookimpl
@@ -38,6 +39,12 @@ EXTRAS = {"s3": "s3", "s3a": "s3"}  # protocol -> talkgen extra that installs it
 def _protocol(value: str) -> str:
     head, sep, _ = value.strip().partition("://")
     return head.lower() if sep else ""
+
+
+def _normalised(value: str) -> str:
+    """The URL with its protocol in lower case (``S3://b/k`` → ``s3://b/k``), as fsspec registers them."""
+    head, _, rest = value.strip().partition("://")
+    return f"{head.lower()}://{rest}"
 
 
 class FsspecSource:
@@ -73,16 +80,22 @@ def _check_allowed(ref: MediaRef, protocol: str, ctx: FetchContext) -> None:
 
 
 def _copy(ref: MediaRef, ctx: FetchContext, protocol: str, dest: Path) -> None:
-    """`_stream`, with storage errors turned into talkgen errors that say what to change."""
+    """`_stream`, with storage errors turned into talkgen errors that say what to change.
+
+    Drivers raise their own types (botocore, aiohttp, httpx, …): whatever is not a caller's mistake that
+    can be named is a failed fetch, retryable unless credentials are missing.
+    """
     try:
         _stream(ref, ctx, ctx.settings.storage_options_for(protocol), dest)
+    except TalkgenError:
+        raise
     except ImportError as exc:
         extra = EXTRAS.get(protocol)
-        how = f"pip install 'talkgen[{extra}]'" if extra else f"install the fsspec driver ({exc})"
+        how = f"pip install 'talkgen[{extra}]'" if extra else f"install the fsspec driver ({_reason(exc)})"
         raise UnsupportedMedia(
             f"`{ref.field}`: {protocol}:// URLs need a driver that is not installed; an operator can {how}.",
             field=ref.field,
-        ) from exc
+        ) from None
     except FileNotFoundError:
         raise MediaUnreadable(
             f"`{ref.field}`: {_shown(ref)} not found: check the bucket and key (and that it exists).",
@@ -90,16 +103,28 @@ def _copy(ref: MediaRef, ctx: FetchContext, protocol: str, dest: Path) -> None:
         ) from None
     except PermissionError as exc:
         raise ForbiddenSource(
-            f"`{ref.field}`: access to {_shown(ref)} denied ({exc}): make the object readable by the "
+            f"`{ref.field}`: access to {_shown(ref)} denied ({_reason(exc)}): make the object readable by the "
             "worker's credentials, or an operator can set them (environment or TALKGEN_STORAGE_OPTIONS).",
             field=ref.field,
         ) from None
     except (IsADirectoryError, NotADirectoryError) as exc:
         raise _not_a_file(ref, str(exc)) from None
-    except OSError as exc:
+    except (ValueError, TypeError) as exc:  # the driver cannot take this URL (form, missing parameters)
+        raise UnsupportedMedia(
+            f"`{ref.field}`: {_shown(ref)} cannot be read by this server's {protocol}:// driver "
+            f"({_reason(exc)}): check the URL, or use an http(s) or s3:// URL.",
+            field=ref.field,
+        ) from None
+    except Exception as exc:  # see the docstring
+        if "credential" in type(exc).__name__.lower():
+            raise FetchFailed(
+                f"`{ref.field}`: this worker has no credentials for {protocol}:// ({_reason(exc)}): an operator "
+                "can set them (environment or TALKGEN_STORAGE_OPTIONS), or send an http(s) URL.",
+                field=ref.field, retryable=False,
+            ) from None
         raise FetchFailed(
-            f"`{ref.field}`: reading {_shown(ref)} failed ({exc}); try again later.", field=ref.field
-        ) from exc
+            f"`{ref.field}`: reading {_shown(ref)} failed ({_reason(exc)}); try again later.", field=ref.field
+        ) from None
 
 
 def _stream(ref: MediaRef, ctx: FetchContext, options: dict[str, Any], dest: Path) -> None:
@@ -107,7 +132,7 @@ def _stream(ref: MediaRef, ctx: FetchContext, options: dict[str, Any], dest: Pat
     import fsspec
 
     limit = ctx.settings.max_download_bytes
-    fs, path = fsspec.core.url_to_fs(ref.value.strip(), **options)
+    fs, path = fsspec.core.url_to_fs(_normalised(ref.value), **options)
     info: dict[str, Any] = fs.info(path)
     if info.get("type") == "directory":
         raise _not_a_file(ref, "a folder")
@@ -125,8 +150,16 @@ def _not_a_file(ref: MediaRef, what: str) -> MediaUnreadable:
 
 
 def _shown(ref: MediaRef) -> str:
-    """The URL without a query string (which may hold tokens)."""
-    return ref.value.strip().split("?", 1)[0]
+    """The URL without a query string (which may hold tokens), cut short."""
+    url = ref.value.strip().split("?", 1)[0]
+    return url if len(url) <= 200 else f"{url[:200]}… ({len(url)} characters)"
+
+
+def _reason(exc: BaseException) -> str:
+    """A driver's exception in a few words (its text can be long or hold a whole response)."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:200] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @hookimpl

@@ -7,7 +7,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from talkgen.errors import ForbiddenSource, MediaUnreadable
+from talkgen.errors import ForbiddenSource, MediaUnreadable, shown
 from talkgen.hookspecs import hookimpl
 from talkgen.request import MediaRef
 from talkgen.sources.base import FetchContext, read_chunks, too_large, write_capped
@@ -41,19 +41,19 @@ def _allowed_file(ref: MediaRef, ctx: FetchContext) -> str:
     if not any(_is_within(real, root) for root in roots):
         allowed = ", ".join(roots) or "(none configured)"
         raise ForbiddenSource(
-            f"`{ref.field}` {ref.value!r} is outside the allowed directories ({allowed}). Put the file "
+            f"`{ref.field}` {shown(ref.value)} is outside the allowed directories ({allowed}). Put the file "
             "under one of them, or an operator can add its directory to TALKGEN_ALLOWED_PATH_ROOTS.",
             field=ref.field,
         )
     try:
         info = os.stat(real)
     except FileNotFoundError:
-        raise _unreadable(ref, f"file not found: {ref.value}; check the path inside the container.") from None
+        raise _unreadable(ref, f"file not found: {shown(ref.value)}; check the path inside the container.") from None
     except OSError as exc:
-        raise _unreadable(ref, f"cannot read {ref.value} ({exc.strerror}).") from None
+        raise _unreadable(ref, f"cannot read {shown(ref.value)} ({exc.strerror}).") from None
     if not stat.S_ISREG(info.st_mode):
         what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise _unreadable(ref, f"{ref.value} is {what}; give the path of a media file.")
+        raise _unreadable(ref, f"{shown(ref.value)} is {what}; give the path of a media file.")
     return real
 
 
@@ -67,7 +67,7 @@ def _copy(source: str, dest: Path, ref: MediaRef, ctx: FetchContext) -> None:
     try:
         src = open(source, "rb")  # noqa: SIM115 (closed by the with below)
     except PermissionError:
-        raise _unreadable(ref, f"no permission to read {ref.value}; let the worker read it.") from None
+        raise _unreadable(ref, f"no permission to read {shown(ref.value)}; let the worker read it.") from None
     with src:
         if os.fstat(src.fileno()).st_size > limit:
             raise too_large(ref, limit)
