@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from talkgen.errors import UnsupportedMedia
+from talkgen.errors import UnsupportedMedia, shown
 from talkgen.media.kinds import Media, media_from_file
 from talkgen.mode import ALL_ROLES, MediaRole
 from talkgen.request import MediaRef
@@ -23,7 +23,7 @@ def pick_source(ref: MediaRef) -> Source:
         if registered.obj.handles(ref):
             return registered.obj
     raise UnsupportedMedia(
-        f"`{ref.field}`: no media source handles {ref.value[:80]!r}. Use a local path, an http(s) URL, "
+        f"`{ref.field}`: no media source handles {shown(ref.value, 80)}. Use a local path, an http(s) URL, "
         "base64 / a data: URI, or a storage URL such as s3://bucket/key.",
         field=ref.field,
     )
