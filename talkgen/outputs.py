@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from talkgen.errors import ForbiddenSource, OutputFailed
+from talkgen.errors import ForbiddenSource, InvalidRequest, OutputFailed, shown
 from talkgen.hookspecs import hookimpl
 from talkgen.request import TalkRequest
 from talkgen.settings import Settings
@@ -37,11 +37,23 @@ class Sink(Protocol):
 
 
 def _is_local(destination: str) -> bool:
-    return "://" not in destination or destination.startswith("file://")
+    return "://" not in destination or destination[:7].lower() == "file://"
 
 
 def _local_path(destination: str) -> Path:
-    return Path(destination.removeprefix("file://")).expanduser()
+    if destination[:7].lower() == "file://":
+        destination = destination[7:]
+    return Path(destination).expanduser()
+
+
+def _protocol(url: str) -> str:
+    return url.split("://", 1)[0].lower()
+
+
+def _normalised(url: str) -> str:
+    """A storage URL with its protocol in lower case, as fsspec registers them (``S3://`` → ``s3://``)."""
+    head, _, rest = url.partition("://")
+    return f"{head.lower()}://{rest}"
 
 
 class InlineSink:
@@ -68,19 +80,21 @@ class FileSink:
         return destination != INLINE and _is_local(destination)
 
     def deliver(self, video: Path, destination: str, settings: Settings) -> dict[str, str]:
-        target = _local_path(destination)
-        tmp = target.with_name(f".{target.name}.partial")
+        """Under an output root, walk there without following symlinks (see `talkgen.safe_write`)."""
+        from talkgen.safe_write import root_of, write_failed, write_plain, write_under_root
+
+        target = os.path.normpath(os.path.abspath(_local_path(destination)))
+        root = root_of(target, [*settings.output_roots, settings.volume_dir])
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(video, tmp)
-            os.replace(tmp, target)
+            if root is not None:
+                write_under_root(video, target, root)
+            else:
+                write_plain(video, Path(target))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise OutputFailed(
-                f"Could not write the video to {target}: {exc.strerror or exc}. Choose a writable file path.",
-                retryable=False,
-            ) from exc
-        return {"video_path": str(target)}
+            raise write_failed(target, exc) from None
+        except ValueError as exc:  # a NUL byte in a trusted path
+            raise OutputFailed(f"Cannot write the video to {shown(target)}: {exc}.", retryable=False) from None
+        return {"video_path": target}
 
 
 class FsspecSink:
@@ -93,7 +107,8 @@ class FsspecSink:
     def deliver(self, video: Path, destination: str, settings: Settings) -> dict[str, str]:
         import fsspec
 
-        protocol = destination.split("://", 1)[0]
+        destination = _normalised(destination)
+        protocol = _protocol(destination)
         try:
             fs, path = fsspec.core.url_to_fs(destination, **settings.storage_options_for(protocol))
         except ImportError as exc:
@@ -101,13 +116,19 @@ class FsspecSink:
                 f"Cannot write to {protocol}:// URLs: {exc}. Install the driver, e.g. pip install 'talkgen[s3]'.",
                 retryable=False,
             ) from exc
+        except (ValueError, TypeError) as exc:
+            raise OutputFailed(
+                f"Cannot write to {_shown_url(destination)}: {_reason(exc)}. Use a storage URL such as "
+                "s3://bucket/prefix/.",
+                retryable=False,
+            ) from None
         extra = {"ContentType": MIME} if protocol in ("s3", "s3a") else {}
         try:
             with open(video, "rb") as src, fs.open(path, "wb", **extra) as dst:
                 shutil.copyfileobj(src, dst, CHUNK)
         except Exception as exc:  # storage drivers raise their own types (botocore, aiohttp, …)
             raise OutputFailed(
-                f"Upload to {destination} failed: {type(exc).__name__}: {exc}. Check the URL, the credentials "
+                f"Upload to {_shown_url(destination)} failed: {_reason(exc)}. Check the URL, the credentials "
                 "and that the bucket exists.",
             ) from exc
         result = {"video_url": destination}
@@ -137,13 +158,15 @@ def _with_name(destination: str, job_id: str) -> str:
 
 
 def planned_destination(request: TalkRequest, settings: Settings, job_id: str, output: str | None) -> str | None:
-    """Where the video goes, decided before any work: None means 'inline if small enough'.
+    """Where the video goes, decided and checked before any work: None means 'inline if small enough'.
 
     ``output`` is the trusted caller's choice (CLI ``-o``, Python API); ``request.output_url`` is
-    untrusted and may only write locally under ``settings.output_roots``.
+    untrusted and may only write locally under ``settings.output_roots`` (returned as its real path, so
+    the sink can walk there from the root without following symlinks). A local destination must not be
+    a directory and must lie in a writable place, so a bad one fails now and not after the render.
     """
     if output is not None:
-        return str(output)
+        return _checked_output(str(output))
     if request.network_volume:
         if not settings.volume_dir.is_dir() or not os.access(settings.volume_dir, os.W_OK):
             raise OutputFailed(
@@ -158,38 +181,104 @@ def planned_destination(request: TalkRequest, settings: Settings, job_id: str, o
         if _is_local(url):
             if not _under(_local_path(url), settings.output_roots):
                 raise ForbiddenSource(
-                    f"`output_url` {request.output_url!r} is a local path outside the allowed output roots "
+                    f"`output_url` {shown(request.output_url)} is a local path outside the allowed output roots "
                     f"({', '.join(map(str, settings.output_roots)) or 'none'}): use a storage URL such as "
                     "s3://bucket/prefix/, or set TALKGEN_OUTPUT_ROOTS.",
                     field="output_url",
                 )
-        else:
-            _check_remote(url, settings)
+            real = os.path.realpath(_local_path(url))
+            _check_local(Path(real), "output_url", "`output_url`")
+            return real
+        url = _normalised(url)
+        _check_remote(url, settings)
         return url
     return None
 
 
+def _checked_output(output: str) -> str:
+    """The trusted ``output``: a local file path in a writable place, or a URL with a known protocol."""
+    if "\x00" in output:
+        raise InvalidRequest("The output path (-o / output) contains a NUL character: remove it.", field="output")
+    if _is_local(output):
+        _check_local(_local_path(output), "output", "The output path (-o / output)")
+        return output
+    output = _normalised(output)
+    _check_driver(_protocol(output), "output", "The output URL (-o / output)")
+    return output
+
+
+def _check_local(path: Path, field: str, label: str) -> None:
+    """``path`` can become a file: not a directory, and its nearest existing parent is a writable directory."""
+    try:
+        if path.is_dir():
+            raise InvalidRequest(
+                f"{label} {shown(str(path))} is a directory: give a file path such as "
+                f"{shown(str(path / 'talkgen.mp4'))}.",
+                field=field,
+            )
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InvalidRequest(
+                f"{label} {shown(str(path))} lies under {shown(str(parent))}, which is a file, not a directory: "
+                "choose another path.",
+                field=field,
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputFailed(
+                f"{label} {shown(str(path))} cannot be written: no permission to write in {shown(str(parent))}. "
+                "Choose a writable place.",
+                retryable=False, field=field,
+            )
+    except OSError as exc:
+        problem = exc.strerror or exc
+        raise InvalidRequest(f"{label} {shown(str(path))} cannot be used: {problem}.", field=field) from None
+
+
 def _check_remote(url: str, settings: Settings) -> None:
     """An untrusted storage URL: an allowed protocol, no chaining, and a driver that is installed."""
-    protocol = url.split("://", 1)[0]
+    protocol = _protocol(url)
     if "::" in url or protocol not in settings.output_protocols:
         raise ForbiddenSource(
-            f"`output_url` {url.split('?', 1)[0]!r} uses {protocol!r}; requests may write to "
+            f"`output_url` {_shown_url(url)} uses {shown(protocol, 40)}; requests may write to "
             f"{', '.join(p + '://' for p in settings.output_protocols)} (TALKGEN_OUTPUT_PROTOCOLS), without "
             "'::' chaining.",
             field="output_url",
         )
+    _check_driver(protocol, "output_url", "`output_url`")
+
+
+def _check_driver(protocol: str, field: str, label: str) -> None:
+    """fsspec knows ``protocol`` and its driver is installed."""
     import fsspec
 
     try:
         fsspec.get_filesystem_class(protocol)
     except ImportError as exc:
         raise OutputFailed(
-            f"`output_url` needs the {protocol}:// driver, which is not installed: {exc}", retryable=False,
-            field="output_url",
+            f"{label} needs the {protocol}:// driver, which is not installed: {_reason(exc)}", retryable=False,
+            field=field,
         ) from None
-    except ValueError as exc:
-        raise ForbiddenSource(f"`output_url`: {exc}.", field="output_url") from None
+    except ValueError:
+        kind = ForbiddenSource if field == "output_url" else InvalidRequest
+        raise kind(
+            f"{label} uses {shown(protocol, 40)}, a protocol fsspec does not know: use a storage URL such as "
+            "s3://bucket/prefix/ or a local path.",
+            field=field,
+        ) from None
+
+
+def _shown_url(url: str) -> str:
+    """A URL as a message shows it: without a query string (which may hold tokens), cut short."""
+    return shown(url.split("?", 1)[0])
+
+
+def _reason(exc: BaseException) -> str:
+    """A driver's exception in a few words."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 200 else text[:200] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def choose_destination(planned: str | None, video_size: int, settings: Settings, job_id: str) -> str:
@@ -216,4 +305,4 @@ def deliver(video: Path, destination: str, settings: Settings) -> tuple[str, dic
     for registered in reversed(get_registry().sinks):
         if registered.obj.handles(destination):
             return registered.name, registered.obj.deliver(video, destination, settings)
-    raise OutputFailed(f"No output sink handles {destination!r}.", retryable=False)
+    raise OutputFailed(f"No output sink handles {_shown_url(destination)}.", retryable=False)

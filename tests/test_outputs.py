@@ -108,10 +108,80 @@ def test_untrusted_output_url_cannot_reach_local_files_or_other_hosts(service, m
     assert_no_leftovers(work_root)
 
 
+def _on_stage(stage: str, action):  # type: ignore[no-untyped-def]
+    """A progress callback that runs ``action`` once, when the job first reports ``stage``."""
+    done = []
+
+    def progress(event) -> None:  # type: ignore[no-untyped-def]
+        if event.stage == stage and not done:
+            done.append(True)
+            action()
+
+    return progress
+
+
+def test_a_directory_or_a_file_parent_as_output_is_refused_before_any_work(service, media_dir: Path,
+                                                                          tmp_path: Path, work_root: Path) -> None:
+    unreachable = {**_request(media_dir), "wav_path": None, "wav_url": "http://127.0.0.1:9/a.wav"}
+    target = tmp_path / "outdir" / "clip.mp4"
+    target.mkdir(parents=True)
+    with pytest.raises(TalkgenError) as err:  # refused before the (unreachable) audio is fetched
+        service.generate(unreachable, output=target)
+    assert (err.value.code, err.value.field, err.value.retryable) == ("invalid_request", "output", False)
+    assert "is a directory" in err.value.message and str(target) in err.value.message
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(TalkgenError) as err:
+        service.generate(unreachable, output=tmp_path / "afile" / "sub" / "v.mp4")
+    assert err.value.code == "invalid_request" and "not a directory" in err.value.message
+    roots = service.settings.output_roots
+    (roots[0] / "taken.mp4").mkdir(parents=True)
+    with pytest.raises(TalkgenError) as err:
+        service.generate({**unreachable, "output_url": str(roots[0] / "taken.mp4")})
+    assert (err.value.code, err.value.field) == ("invalid_request", "output_url")
+    assert_no_leftovers(work_root)
+
+
 def test_failed_local_write_leaves_no_partial_file(service, media_dir: Path, tmp_path: Path) -> None:
     target = tmp_path / "outdir" / "clip.mp4"
-    target.mkdir(parents=True)  # a directory where the file should go
+    swap = _on_stage("generate", lambda: target.mkdir(parents=True))  # a directory appears mid-render
     with pytest.raises(TalkgenError) as err:
-        service.generate(_request(media_dir), output=target)
+        service.generate(_request(media_dir), output=target, progress=swap)
     assert err.value.code == "output_failed" and err.value.retryable is False
-    assert sorted(p.name for p in target.parent.iterdir()) == ["clip.mp4"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["clip.mp4"] and target.is_dir()
+
+
+def test_output_dir_swapped_for_a_symlink_mid_render_is_refused(service, media_dir: Path, tmp_path: Path,
+                                                                 work_root: Path) -> None:
+    root = service.settings.output_roots[0]
+    (root / "user").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def swap() -> None:
+        (root / "user").rmdir()
+        (root / "user").symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(TalkgenError) as err:
+        service.generate(_request(media_dir, output_url=str(root / "user" / "clip.mp4")),
+                         progress=_on_stage("generate", swap))
+    assert (err.value.code, err.value.field, err.value.retryable) == ("forbidden_source", "output_url", False)
+    assert "symbolic link" in err.value.message
+    assert list(outside.iterdir()) == [] and not any(p.is_file() for p in root.rglob("*"))
+    assert_no_leftovers(work_root)
+
+
+def test_output_url_through_a_symlink_is_written_at_its_real_place_under_the_root(service, media_dir: Path,
+                                                                                  tmp_path: Path) -> None:
+    root = service.settings.output_roots[0]
+    (root / "real").mkdir(parents=True)
+    (root / "alias").symlink_to(root / "real", target_is_directory=True)  # inside the root: allowed
+    result = service.generate(_request(media_dir, output_url=f"FILE://{root}/alias/", job_id="j9"))
+    assert result.video_path == str(root / "real" / "j9.mp4") and decode(root / "real" / "j9.mp4").count == 50
+    assert sorted(p.name for p in (root / "real").iterdir()) == ["j9.mp4"]  # no temporary file left
+
+
+def test_unknown_protocol_as_trusted_output_is_refused_before_any_work(service, media_dir: Path) -> None:
+    with pytest.raises(TalkgenError) as err:
+        service.generate({**_request(media_dir), "wav_path": None, "wav_url": "http://127.0.0.1:9/a.wav"},
+                         output="nosuchproto://bucket/x.mp4")
+    assert (err.value.code, err.value.field) == ("invalid_request", "output")
