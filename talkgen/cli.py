@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (the request or its media), 1 any other failu
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from talkgen.errors import InternalError, TalkgenError
+from talkgen.errors import InternalError, InvalidRequest, TalkgenError, shown
 
 INPUT_ERROR_CODES = frozenset({
     "invalid_request", "missing_media", "conflicting_media", "unsupported_media", "media_unreadable",
@@ -29,22 +30,72 @@ _FLAG_FIELDS = {  # CLI flag -> (path field, url field, base64 field)
 }
 
 
+CHUNK = 1 << 20
+
+
 def _media_field(flag: str, value: str) -> tuple[str, str]:
     path_field, url_field, b64_field = _FLAG_FIELDS[flag]
     if value.startswith("data:"):
         return b64_field, value
     if "://" in value:
         return url_field, value
-    return path_field, str(Path(value).expanduser().resolve())
+    return path_field, _local(value, f"--{flag}", path_field)
+
+
+def _local(value: str, flag: str, field: str) -> str:
+    """A path the user typed, absolute; a NUL byte (which no path may hold) is their mistake, said so."""
+    if "\x00" in value:
+        raise InvalidRequest(f"{flag} contains a NUL character, which no path may hold: remove it.", field=field)
+    return str(Path(value).expanduser().resolve())
+
+
+def _printable(text: str) -> str:
+    """Text any terminal encoding can take (lone surrogates and the like escaped)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _fail(exc: TalkgenError, as_json: bool) -> NoReturn:
+    """Report one error; the local user is this machine's operator, so the private detail is shown too."""
     if as_json:
         click.echo(json.dumps(exc.to_dict()))
     else:
         where = f" [{exc.field}]" if exc.field else ""
-        click.echo(f"error ({exc.code}{where}): {exc.message}", err=True)
+        click.echo(_printable(f"error ({exc.code}{where}): {exc.message}"), err=True)
+        if exc.private:
+            click.echo(_printable(f"  detail: {exc.private}"), err=True)
     sys.exit(2 if exc.code in INPUT_ERROR_CODES else 1)
+
+
+class _NoTraceback(logging.Formatter):
+    """One line per record: the traceback a `log.exception` carries is left out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _setup_logging() -> None:
+    """Warnings to stderr, one line each; tracebacks and info only with TALKGEN_DEBUG.
+
+    Without a handler, Python's last-resort handler prints every logged warning *with* its traceback
+    (an engine failure logged by the service printed one though the error itself was reported cleanly).
+    """
+    root = logging.getLogger()
+    if any(getattr(h, "talkgen_cli", False) for h in root.handlers):
+        return
+    debug = bool(os.environ.get("TALKGEN_DEBUG"))
+    handler = logging.StreamHandler()
+    handler.talkgen_cli = True  # type: ignore[attr-defined]
+    handler.setLevel(logging.INFO if debug else logging.WARNING)
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt) if debug else _NoTraceback(fmt))
+    root.addHandler(handler)
+    if debug:
+        logging.getLogger("talkgen").setLevel(logging.INFO)
 
 
 @contextmanager
@@ -57,27 +108,66 @@ def _reported_errors(as_json: bool) -> Iterator[None]:
     except Exception as exc:
         if os.environ.get("TALKGEN_DEBUG"):
             raise
-        _fail(InternalError(f"{type(exc).__name__}: {exc} (a bug in talkgen or a plugin; set TALKGEN_DEBUG=1 "
-                            "for the traceback)"), as_json)
+        _fail(InternalError(f"{type(exc).__name__}: {str(exc)[:300]} (a bug in talkgen or a plugin; set "
+                            "TALKGEN_DEBUG=1 for the traceback)"), as_json)
+
+
+def _request_limit() -> int:
+    """The largest request file: room for four base64 inputs at TALKGEN_MAX_BASE64_MB, plus 1 MB."""
+    from talkgen.settings import load_settings
+
+    return 4 * (load_settings().max_base64_bytes * 4 // 3 + 4) + CHUNK
+
+
+def _read_request_bytes(request_file: str, limit: int) -> bytes:
+    """The request file's bytes (``-``: stdin), read in chunks up to ``limit``."""
+    if request_file == "-":
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None or stream.closed:
+            raise InvalidRequest("--request - reads the request from stdin, but stdin is closed: pipe the JSON "
+                                 "in, or give a file.", field="request")
+        return _read_capped(stream, "stdin", limit)
+    with open(request_file, "rb") as fh:
+        return _read_capped(fh, shown(request_file), limit)
+
+
+def _read_capped(stream: Any, name: str, limit: int) -> bytes:
+    data = bytearray()
+    while chunk := stream.read(CHUNK):
+        data += chunk
+        if len(data) > limit:
+            raise InvalidRequest(f"The request in {name} is larger than {limit // 1_000_000} MB: send large media "
+                                 "as paths or URLs, not base64.", field="request")
+    return bytes(data)
 
 
 def _load_request(request_file: str | None) -> dict[str, Any]:
     if not request_file:
         return {}
+    where = "stdin" if request_file == "-" else shown(request_file)
+    raw = b""
     try:
-        text = sys.stdin.read() if request_file == "-" else Path(request_file).read_text()
-        data = json.loads(text)
-    except (OSError, json.JSONDecodeError) as exc:
-        from talkgen.errors import InvalidRequest
-
-        raise InvalidRequest(f"Cannot read the request file {request_file}: {exc}.") from None
+        raw = _read_request_bytes(request_file, _request_limit())
+        data = json.loads(raw.decode("utf-8-sig"))
+    except OSError as exc:
+        raise InvalidRequest(f"Cannot read the request file {where}: {exc.strerror or exc}.", field="request") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"The request in {where} is not UTF-8 text (byte {exc.start}): save it as UTF-8 "
+                             "JSON.", field="request") from None
+    except json.JSONDecodeError as exc:
+        problem = "it is empty" if not raw.strip() else f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise InvalidRequest(f"The request in {where} is not valid JSON: {problem}.", field="request") from None
+    except RecursionError:
+        raise InvalidRequest(f"The request in {where} is nested too deeply to be a request.",
+                             field="request") from None
+    except ValueError as exc:  # a NUL byte in the file name
+        raise InvalidRequest(f"Cannot read the request file {where}: {exc}.", field="request") from None
     # Accept the RunPod envelope {"input": {...}} as well as a bare request.
     if isinstance(data, dict) and set(data) == {"input"}:
         data = data["input"]
     if not isinstance(data, dict):
-        from talkgen.errors import InvalidRequest
-
-        raise InvalidRequest(f"The request in {request_file} must be a JSON object, got {type(data).__name__}.")
+        raise InvalidRequest(f"The request in {where} must be a JSON object, got {type(data).__name__}.",
+                             field="request")
     return data
 
 
@@ -85,18 +175,21 @@ def _json_flag(flag: str, value: str) -> object:
     try:
         return json.loads(value)
     except json.JSONDecodeError as exc:
-        from talkgen.errors import InvalidRequest
-
         raise InvalidRequest(f"{flag} must be JSON: {exc.msg}.") from None
+    except RecursionError:
+        raise InvalidRequest(f"{flag} is nested too deeply.") from None
 
 
 def _trusted_settings(request: dict[str, Any]):  # type: ignore[no-untyped-def]
-    """Settings for a local user: the directories of the files they named may be read."""
+    """Settings for a local user: the directories of the files they named may be read.
+
+    Call it with a request that passed `TalkRequest.parse` (its paths hold no NUL and are not over-long).
+    """
     from talkgen.settings import load_settings
 
     settings = load_settings()
     extra = [Path(v).expanduser().resolve().parent for k, v in request.items()
-             if k.startswith(("image_path", "video_path", "wav_path")) and isinstance(v, str)]
+             if k.startswith(("image_path", "video_path", "wav_path")) and isinstance(v, str) and v]
     return settings.model_copy(update={"allowed_path_roots": [*settings.allowed_path_roots, *extra]})
 
 
@@ -121,6 +214,7 @@ class _Progress:
 @click.version_option(package_name="talkgen")
 def main() -> None:
     """talkgen: portrait + speech → lip-synced talking video (InfiniteTalk)."""
+    _setup_logging()
 
 
 @main.command()
@@ -166,15 +260,17 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
         if flags.get("speaker_boxes"):
             flags["speaker_boxes"] = _json_flag("--speaker-boxes", flags["speaker_boxes"])
         request.update({k: v for k, v in flags.items() if v is not None})
+        from talkgen.request import TalkRequest
         from talkgen.service import TalkGen
         from talkgen.shutdown import cancel_on_signals
 
+        TalkRequest.parse(request)  # before its paths are resolved for the settings
         service = TalkGen(_trusted_settings(request))
         req = service.validate(request)
         if output is None and not (req.output_url or req.network_volume):
             output = str(Path.cwd() / f"talkgen-{req.job_id or 'output'}.mp4")
         if output is not None and "://" not in output:
-            output = str(Path(output).expanduser().resolve())
+            output = _local(output, "-o", "output")
         if _secondary_rank():  # torchrun: every rank renders, rank 0 alone delivers and reports
             return _run_secondary(service, req)
         progress = _Progress(sys.stderr.isatty() and not as_json)
@@ -201,9 +297,11 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
 def validate(request_file: str, as_json: bool) -> None:
     """Check a request file (fetches nothing)."""
     with _reported_errors(as_json):
+        from talkgen.request import TalkRequest
         from talkgen.service import TalkGen
 
         request = _load_request(request_file)
+        TalkRequest.parse(request)  # before its paths are resolved for the settings
         req = TalkGen(_trusted_settings(request)).validate(request)
     refs = {role: ref.field for role, ref in req.media_refs().items()}
     size = "from the input's aspect" if req.resolution else "x".join(map(str, req.output_size()))

@@ -48,8 +48,49 @@ def load_settings(**overrides: Any) -> Settings:
 
     try:
         return Settings(**overrides)
-    except (ValidationError, SettingsError) as exc:
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):  # inputs may hold credentials
+            name = str(err["loc"][0]) if err["loc"] else "settings"
+            problems.append(f"TALKGEN_{name.upper()} ({name}): {err['msg'].removeprefix('Value error, ')}")
+        raise InvalidConfig("Invalid TALKGEN_* configuration: " + "; ".join(problems) + ".") from None
+    except SettingsError as exc:
         raise InvalidConfig(f"Invalid TALKGEN_* configuration: {exc}".replace("\n", " ")) from None
+
+
+def _known_protocols(url: str) -> str:
+    """``url`` with each fsspec protocol in lower case; ValueError naming one fsspec does not know."""
+    if "://" not in url:
+        return url  # a local path
+    from fsspec.registry import get_filesystem_class, known_implementations, registry
+
+    parts = []
+    for part in url.split("::"):
+        head, sep, rest = part.partition("://")
+        protocol = head.lower()
+        if protocol not in known_implementations and protocol not in registry:
+            raise ValueError(
+                f"{head[:40]!r} is not a storage protocol fsspec knows: use one such as s3://, gs://, az:// "
+                "or a local path"
+            )
+        try:
+            get_filesystem_class(protocol)
+        except ImportError as exc:
+            raise ValueError(f"the {protocol}:// driver is not installed ({str(exc)[:200]})") from None
+        parts.append(f"{protocol}{sep}{rest}")
+    return "::".join(parts)
+
+
+def _creatable_dir(path: Path) -> None:
+    """ValueError unless ``path`` is, or can be created as, a directory this process can write in."""
+    probe = path.expanduser()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{str(path)[:200]!r} cannot be a directory: {str(probe)[:200]!r} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{str(path)[:200]!r} cannot be created or written: no write permission in "
+                         f"{str(probe)[:200]!r}")
 
 
 class Settings(BaseSettings):
@@ -187,6 +228,19 @@ class Settings(BaseSettings):
     def _split_loras(cls, value: Any) -> Any:
         if isinstance(value, str):
             return json.loads(value) if value.lstrip().startswith("[") else [p for p in value.split(",") if p]
+        return value
+
+    @field_validator("checkpoint_url", "output_url")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        """A storage URL whose protocols fsspec knows (lower-cased), or a local path."""
+        return None if value is None else _known_protocols(value.strip())
+
+    @field_validator("work_dir")
+    @classmethod
+    def _work_dir(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            _creatable_dir(value)
         return value
 
     @field_validator("allowed_path_roots", "output_roots", mode="before")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,80 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
             "print('HEAVY', heavy)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_unreadable_request_files_are_invalid_requests(tmp_path: Path, work_root: Path) -> None:
+    (tmp_path / "latin1.json").write_bytes(b'{"prompt": "caf\xe9"}')
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "empty.json").write_text("")
+    cases = {
+        "latin1.json": "not UTF-8", "deep.json": "nested too deeply", "empty.json": "it is empty",
+        "missing.json": "No such file",
+    }
+    for name, expected in cases.items():
+        proc = run(["generate", "--request", name, "--json"], tmp_path, work_root)
+        error = json.loads(proc.stdout)
+        assert proc.returncode == 2 and error["error_code"] == "invalid_request", (name, proc.stdout)
+        assert expected in error["error"] and error["retryable"] is False and "Traceback" not in proc.stderr
+    closed = subprocess.run(  # `talkgen generate --request - <&-`: no stdin at all
+        [sys.executable, "-m", "talkgen.cli", "generate", "--request", "-"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, stdin=subprocess.DEVNULL, env=subprocess_env(TALKGEN_WORK_DIR=str(work_root)),
+        preexec_fn=lambda: os.close(0),
+    )
+    assert closed.returncode == 2 and "stdin is closed" in closed.stderr, closed.stderr
+    assert_no_leftovers(work_root)
+
+
+def test_output_problems_are_found_before_the_inputs_are_fetched(media_dir: Path, tmp_path: Path,
+                                                                work_root: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    unreachable = ["--image", str(media_dir / "face.png"), "--audio", "http://127.0.0.1:9/never.wav"]
+    for target, expected in [(str(tmp_path), "is a directory"), ("a-file/out.mp4", "not a directory")]:
+        proc = run(["generate", *unreachable, "-o", target], tmp_path, work_root,
+                   TALKGEN_ALLOW_PRIVATE_URLS="true")
+        assert proc.returncode == 2 and "invalid_request [output]" in proc.stderr, proc.stderr
+        assert expected in proc.stderr and "fetch" not in proc.stderr
+    assert_no_leftovers(work_root)
+
+
+def test_bad_settings_and_work_dir_are_invalid_config(media_dir: Path, tmp_path: Path, work_root: Path) -> None:
+    (tmp_path / "a-file").write_text("x")
+    args = ["generate", "--image", str(media_dir / "face.png"), "--audio", str(media_dir / "speech.wav"), "--json"]
+    for env, name in [({"TALKGEN_WORK_DIR": str(tmp_path / "a-file" / "work")}, "TALKGEN_WORK_DIR"),
+                      ({"TALKGEN_CHECKPOINT_URL": "nosuchproto://bucket/ckpt/"}, "TALKGEN_CHECKPOINT_URL"),
+                      ({"TALKGEN_OUTPUT_URL": "dbfs-x://bucket/out/"}, "TALKGEN_OUTPUT_URL")]:
+        proc = run(args, tmp_path, work_root, **env)
+        error = json.loads(proc.stdout)
+        assert proc.returncode == 1 and error["error_code"] == "invalid_config" and name in error["error"], error
+        assert error["retryable"] is False and "Traceback" not in proc.stderr
+
+
+_CRASHING_ENGINE = """
+import sys
+from tests.support.bar_engine import BarEngine
+
+def crash(self, job):
+    raise RuntimeError("tensor shapes do not match")
+
+BarEngine.generate = crash
+from talkgen.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_an_engine_crash_prints_no_traceback_unless_debugging(media_dir: Path, tmp_path: Path,
+                                                              work_root: Path) -> None:
+    args = ["generate", "--image", str(media_dir / "face.png"), "--audio", str(media_dir / "speech.wav"),
+            "-o", "x.mp4"]
+
+    def crash(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", _CRASHING_ENGINE, *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120, env=subprocess_env(
+                                  TALKGEN_ENGINE="test-bars", TALKGEN_WORK_DIR=str(work_root), **env))
+
+    quiet = crash()
+    assert quiet.returncode == 1 and "error (engine_failed)" in quiet.stderr, quiet.stderr
+    assert "tensor shapes do not match" in quiet.stderr and "Traceback" not in quiet.stderr
+    debug = crash(TALKGEN_DEBUG="1")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert_no_leftovers(work_root)
