@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from talkgen.errors import InvalidRequest, TalkgenError
+from talkgen.errors import InvalidRequest, TalkgenError, shown
 from talkgen.progress import ProgressEvent
 from talkgen.service import TalkGen
 from talkgen.shutdown import cancel_on_signals
@@ -49,22 +51,67 @@ def reset_service() -> None:
 
 
 def _job_id(job: dict[str, Any]) -> str | None:
-    raw = str(job.get("id") or "")
+    raw = job.get("id") or ""
+    raw = raw[:1000] if isinstance(raw, str) else shown(raw, 200)
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", raw).strip("-._")[:128]
     return cleaned or None
 
 
 def _describe(inp: dict[str, Any]) -> str:
-    """A log line for a request that never prints base64 payloads or full URLs' query strings."""
+    """A bounded log line for a request: no base64 payloads, no URL query strings, no huge or deep values."""
     parts = []
-    for key, value in inp.items():
-        if key.endswith("base64") or key.endswith("base64_2"):
-            parts.append(f"{key}=<{len(str(value))} chars>")
+    for key, value in list(inp.items())[:50]:
+        name = shown(key, 40) if not isinstance(key, str) else key[:40]
+        if name.endswith("base64") or name.endswith("base64_2"):
+            parts.append(f"{name}=<{len(value) if isinstance(value, str) else shown(value)} chars>")
         elif isinstance(value, str) and "://" in value:
-            parts.append(f"{key}={display_url(value)}")
+            parts.append(f"{name}={display_url(value[:2000])[:200]}")
         else:
-            parts.append(f"{key}={value!r}"[:120])
+            parts.append(f"{name}={shown(value, 100)}")
     return ", ".join(parts)
+
+
+def _server_paths(tg: TalkGen) -> dict[str, str]:
+    """This worker's own directories, longest first, and the words that stand in for them in responses."""
+    settings = tg.settings
+    named = {"<models dir>": [settings.models_dir, settings.native_transformer],
+             "<work dir>": [settings.work_dir], "<ComfyUI dir>": [settings.comfyui_dir]}
+    paths: dict[str, str] = {}
+    for word, dirs in named.items():
+        for path in dirs:
+            if path is not None:
+                for form in {str(Path(path).expanduser()), os.path.realpath(Path(path).expanduser())}:
+                    if len(form) > 1:
+                        paths[form] = word
+    return dict(sorted(paths.items(), key=lambda item: -len(item[0])))
+
+
+def _public(out: dict[str, Any], tg: TalkGen | None) -> dict[str, Any]:
+    """An error response without this worker's directories (the log keeps them)."""
+    if tg is not None and isinstance(out.get("error"), str):
+        for path, word in _server_paths(tg).items():
+            out["error"] = out["error"].replace(path, word)
+    return out
+
+
+def _job_input(job: Any) -> dict[str, Any]:
+    """The request in a job: ``job["input"]``, an object or a JSON string of one."""
+    if not isinstance(job, dict):
+        raise InvalidRequest(f"The job must be an object with an `input` object, got {type(job).__name__}.",
+                             field="input")
+    inp = job.get("input")
+    if isinstance(inp, str):
+        try:
+            inp = json.loads(inp)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"`input` is a string but not valid JSON: {exc.msg}.", field="input") from None
+        except RecursionError:
+            raise InvalidRequest("`input` is a JSON string nested too deeply to be a request.",
+                                 field="input") from None
+    if not isinstance(inp, dict):
+        raise InvalidRequest(f"`input` must be an object with the request fields, got {type(inp).__name__}.",
+                             field="input")
+    return inp
 
 
 class _ProgressSender:
@@ -89,28 +136,28 @@ class _ProgressSender:
 
 
 def handler(job: dict[str, Any]) -> dict[str, Any]:
-    """The RunPod handler: one job in, the seed-shaped output or an error dict out."""
-    inp = job.get("input")
+    """The RunPod handler: one job in, the seed-shaped output or an error dict out (never an exception).
+
+    Error messages leave out this worker's directories (models, work, ComfyUI); the log keeps them, and
+    an error's private detail, for the operator.
+    """
+    raw_id = job.get("id") if isinstance(job, dict) else None
+    job_id = raw_id[:80] if isinstance(raw_id, str) else shown(raw_id, 80)
     tg: TalkGen | None = None
     try:
+        inp = _job_input(job)
         tg = service()
         cancel_on_signals(tg)  # SIGTERM cancels the job, then the SDK's own shutdown runs
-        if isinstance(inp, str):
-            try:
-                inp = json.loads(inp)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequest(f"`input` is a string but not valid JSON: {exc.msg}.") from None
-        if not isinstance(inp, dict):
-            raise InvalidRequest("`input` must be an object with the request fields.")
-        log.info("job %s: %s", job.get("id"), _describe(inp))
+        log.info("job %s: %s", job_id, _describe(inp))
         result = tg.generate(inp, job_id=_job_id(job), progress=_ProgressSender(job))
         log.info("job %s done: %s frames, timings %s", result.job_id, result.frames, result.timings)
         return result.to_response()
     except TalkgenError as exc:
-        log.warning("job %s failed: %s: %s", job.get("id"), exc.code, exc.message)
-        out = exc.to_dict()
+        detail = f" ({exc.private})" if exc.private else ""
+        log.warning("job %s failed: %s: %s%s", job_id, exc.code, exc.message, detail)
+        out = _public(exc.to_dict(), tg)
     except Exception as exc:  # a bug: say so plainly, keep the traceback in the log
-        log.exception("job %s crashed", job.get("id"))
+        log.exception("job %s crashed", job_id)
         out = {"error": f"Internal error ({type(exc).__name__}) in the worker; its log has the details.",
                "error_code": "internal_error", "retryable": True}
     if tg is not None and not tg.healthy:
@@ -125,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:  # a misconfigured worker says so at start; each job then gets the same invalid_config error
+        service()
+    except TalkgenError as exc:
+        log.error("worker misconfigured: %s: %s", exc.code, exc.message)
     runpod.serverless.start({"handler": handler})
 
 

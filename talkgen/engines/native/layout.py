@@ -89,21 +89,24 @@ class ModelFiles:
 
     def check(self) -> None:
         """Raise `EngineUnavailable` listing every missing component (multi adapter: checked per job)."""
-        missing = [f"{name} ({path})" for name, path in self.required().items() if not path.exists()]
+        missing = {name: path for name, path in self.required().items() if not path.exists()}
         if missing:
             raise EngineUnavailable(
-                f"Native engine weights missing under {self.root}: {'; '.join(missing)}. Run `talkgen models "
-                f"download infinitetalk-480p --dir {self.root}` (or `talkgen models tiny {self.root}` for CPU test "
-                "weights), or point TALKGEN_MODELS_DIR at your models.",
+                f"The native engine's weights are missing on this server ({', '.join(missing)}): an operator must "
+                "run `talkgen models download infinitetalk-480p --dir <models dir>` (or `talkgen models tiny "
+                "<models dir>` for CPU test weights), or point TALKGEN_MODELS_DIR at the models.",
                 retryable=False,
+                private=f"models dir {self.root}; missing: "
+                + "; ".join(f"{name} ({path})" for name, path in missing.items()),
             )
 
     def adapter(self, speakers: int) -> Path:
         path = self.adapters[speakers]
         if not path.is_file():
             raise EngineUnavailable(
-                f"The {'multi' if speakers == 2 else 'single'}-speaker InfiniteTalk adapter is missing: {path}. "
-                f"Run `talkgen models download infinitetalk-480p --dir {self.root}`.",
+                f"The {'multi' if speakers == 2 else 'single'}-speaker InfiniteTalk adapter is missing on this "
+                "server: an operator must run `talkgen models download infinitetalk-480p --dir <models dir>`.",
                 retryable=False,
+                private=f"expected at {path} (models dir {self.root})",
             )
         return path
