@@ -42,9 +42,10 @@ def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
 
 
 def _capped(message: str) -> str:
-    if len(message) <= MESSAGE_LIMIT:
-        return message
-    return message[:MESSAGE_LIMIT] + f"… (message cut at {MESSAGE_LIMIT} of {len(message)} characters)"
+    """At most `MESSAGE_LIMIT` characters, and valid UTF-8 (lone surrogates from JSON escaped)."""
+    if len(message) > MESSAGE_LIMIT:
+        message = message[:MESSAGE_LIMIT] + f"… (message cut at {MESSAGE_LIMIT} of {len(message)} characters)"
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class TalkgenError(Exception):

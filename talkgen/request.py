@@ -216,7 +216,7 @@ def _round_side(value: float) -> int:
 
 def _field_name(key: object) -> str:
     """An unknown key as a message shows it: a string, cut short."""
-    name = key if isinstance(key, str) else shown(key)
+    name = key.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(key, str) else shown(key)
     return name if len(name) <= 60 else name[:57] + "..."
 
 

@@ -162,3 +162,19 @@ def test_missing_weights_are_not_retryable_and_hide_the_models_dir(worker, servi
     message = _error(out, "engine_unavailable", None)
     assert "talkgen models download" in message and "secret-models-location" not in message
     assert any("secret-models-location" in r.getMessage() for r in caplog.records)  # the operator's log has it
+
+
+def test_shown_bounds_any_value_and_messages_are_capped() -> None:
+    from talkgen.errors import MESSAGE_LIMIT, InvalidRequest, shown
+
+    assert shown("abc") == "'abc'" and shown(1.5) == "1.5" and shown(None) == "None"
+    assert shown("x" * 10_000) == repr("x" * 200) + "… (10000 characters)"
+    assert shown(10**5000) == "an integer of about 5000 digits"  # str() of it would raise
+    deep: list = []
+    for _ in range(10_000):
+        deep = [deep]
+    assert shown(deep) == "list of 1 item" and shown(b"\0" * 9) == "bytes of 9 bytes"
+    error = InvalidRequest("m" * 1_000_000 + "\ud800", private="p" * 1_000_000)
+    assert len(error.message) < MESSAGE_LIMIT + 100 and len(error.private or "") < MESSAGE_LIMIT + 100
+    assert "private" not in json.dumps(error.to_dict()) and "ppp" not in json.dumps(error.to_dict())
+    assert InvalidRequest("a\ud800b").message.encode("utf-8") == b"a\\ud800b"
