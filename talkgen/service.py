@@ -62,6 +62,7 @@ class TalkGen:
     def validate(self, request: dict[str, Any] | TalkRequest) -> TalkRequest:
         """Check a request without fetching anything; raises `TalkgenError`."""
         req = TalkRequest.parse(request)
+        req.max_seconds(self.settings.fps)  # a cap under one frame at this server's rate is refused here
         self._engine_entry(req.engine or self.default_engine, requested=req.engine is not None)
         return req
 
@@ -263,7 +264,8 @@ class TalkGen:
                     raise
                 except Exception as exc:
                     log.exception("engine %s failed to start", name)
-                    raise EngineUnavailable(f"Engine {name!r} could not start: {exc}.") from exc
+                    raise EngineUnavailable(f"Engine {name!r} could not start: {type(exc).__name__}: {str(exc)[:300]}.",
+                                            private=str(exc)) from exc
                 self._engines[name] = engine
             return engine
 
@@ -291,7 +293,8 @@ class TalkGen:
         except Exception as exc:
             writer.abort()
             log.exception("engine %s failed on job %s", engine.name, job.id)
-            raise EngineFailed(f"Engine {engine.name!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise EngineFailed(f"Engine {engine.name!r} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                               private=str(exc)) from exc
         return path
 
     def _deliver(self, video: Path, planned: str | None, job_id: str) -> dict[str, Any]:
