@@ -213,3 +213,19 @@ def test_registry_routes_storage_urls_here(monkeypatch):
     use_builtin_sources_only(monkeypatch)
     assert pick_source(ref("s3://b/k.wav")).name == "fsspec"
     assert pick_source(ref("https://h/k.wav")).name == "url"
+
+
+@pytest.mark.parametrize(("private", "link_local", "refused"),
+                         [(True, False, True), (False, True, True), (True, True, False)])
+def test_any_host_protocols_need_private_and_link_local_hosts_allowed(tmp_path, private, link_local, refused):
+    """ftp:// and the like connect to the host they name unchecked: it could be 169.254.169.254."""
+    from talkgen.sources.fsspec import _check_allowed
+
+    ctx = make_ctx(tmp_path)
+    ctx.settings = ctx.settings.model_copy(update={"allow_private_urls": private,
+                                                   "allow_link_local_urls": link_local})
+    if refused:
+        with pytest.raises(ForbiddenSource):
+            _check_allowed(ref("ftp://169.254.169.254/a.wav"), "ftp", ctx)
+    else:
+        _check_allowed(ref("ftp://169.254.169.254/a.wav"), "ftp", ctx)

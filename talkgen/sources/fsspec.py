@@ -70,7 +70,9 @@ class FsspecSource:
 
 
 def _check_allowed(ref: MediaRef, protocol: str, ctx: FetchContext) -> None:
-    reaches_any_host = protocol in ANY_HOST and not ctx.settings.allow_private_urls
+    # They connect to whatever host they name, unchecked: only where private and link-local hosts are allowed.
+    settings = ctx.settings
+    reaches_any_host = protocol in ANY_HOST and not (settings.allow_private_urls and settings.allow_link_local_urls)
     if "::" in ref.value or protocol in LOCAL_OR_WRAPPING or reaches_any_host:
         raise ForbiddenSource(
             f"`{ref.field}`: {protocol}:// URLs are not accepted (they can read local files or reach "
