@@ -121,7 +121,8 @@ def test_non_finite_speaker_boxes_are_invalid_requests(worker, media_dir: Path, 
 
 @pytest.mark.parametrize(("job", "words"), [
     (None, "got NoneType"), ("text", "got str"), ({"input": None}, "got NoneType"), ({"input": [1]}, "got list"),
-    ({"input": "not json"}, "not valid JSON"), ({"input": "[" * 100_000 + "]" * 100_000}, "nested too deeply"),
+    ({"input": "not json"}, "not valid JSON"), ({"input": '{"seed": ' + "9" * 5000 + "}"}, "not valid JSON"),
+    ({"input": "[" * 100_000 + "]" * 100_000}, "nested too deeply"),
     ({"input": json.dumps({"prompt": "x"})[:-1] + ', "wav_url": ' + "[" * 50_000 + "]" * 50_000 + "}"},
      "nested too deeply"),
 ])

@@ -108,6 +108,8 @@ def _job_input(job: Any) -> dict[str, Any]:
         except RecursionError:
             raise InvalidRequest("`input` is a JSON string nested too deeply to be a request.",
                                  field="input") from None
+        except ValueError as exc:  # e.g. an integer past Python's digit limit
+            raise InvalidRequest(f"`input` is a string but not valid JSON: {str(exc)[:200]}.", field="input") from None
     if not isinstance(inp, dict):
         raise InvalidRequest(f"`input` must be an object with the request fields, got {type(inp).__name__}.",
                              field="input")
