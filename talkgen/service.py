@@ -28,6 +28,7 @@ from talkgen.errors import (
 from talkgen.job import Job
 from talkgen.plan import frame_count
 from talkgen.progress import ProgressCallback, ProgressEvent
+from talkgen.release import release_memory
 from talkgen.request import TalkRequest
 from talkgen.result import TalkResult
 from talkgen.settings import Settings, load_settings
@@ -127,6 +128,7 @@ class TalkGen:
             with self._engine_lock:
                 del self._active[token]
             shutil.rmtree(workdir, ignore_errors=True)
+            release_memory()  # a long-lived worker's RSS stays at one job's, not the sum of its history
         return TalkResult(
             job_id=job_id, mode=job.mode.value, engine=engine_name, width=job.width, height=job.height,
             fps=job.fps, frames=job.frames, duration=job.audio.duration, seed=job.seed,
