@@ -266,5 +266,17 @@ class Settings(BaseSettings):
         return int(self.inline_output_limit_mb * MB)
 
     def storage_options_for(self, protocol: str) -> dict[str, Any]:
-        """fsspec options configured for one protocol (an empty dict when none)."""
-        return dict(self.storage_options.get(protocol, {}))
+        """fsspec options configured for one protocol or one of its aliases (``s3a`` uses ``s3``'s)."""
+        protocol = protocol.lower()
+        if protocol in self.storage_options or not self.storage_options:
+            return dict(self.storage_options.get(protocol, {}))
+        import fsspec
+
+        try:
+            names = fsspec.get_filesystem_class(protocol).protocol
+        except (ImportError, ValueError):
+            return {}
+        for name in (names,) if isinstance(names, str) else names:
+            if name in self.storage_options:
+                return dict(self.storage_options[name])
+        return {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from talkgen.errors import TalkgenError
-from talkgen.settings import EXAMPLES_DIR, load_settings
+from talkgen.settings import EXAMPLES_DIR, Settings, load_settings
 
 
 def test_path_lists_from_env(monkeypatch, tmp_path: Path) -> None:
@@ -71,3 +71,11 @@ def test_invalid_config_never_echoes_storage_credentials(monkeypatch) -> None:
     with pytest.raises(TalkgenError) as err:
         load_settings()
     assert "storage_options" in err.value.message and "secret-key-123" not in err.value.message
+
+
+def test_storage_options_apply_to_a_protocol_s_aliases():
+    pytest.importorskip("s3fs")
+    settings = Settings(storage_options={"s3": {"endpoint_url": "http://127.0.0.1:9"}})
+    assert settings.storage_options_for("s3a") == {"endpoint_url": "http://127.0.0.1:9"}
+    assert settings.storage_options_for("S3") == {"endpoint_url": "http://127.0.0.1:9"}
+    assert settings.storage_options_for("memory") == {}
