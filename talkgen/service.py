@@ -103,18 +103,7 @@ class TalkGen:
                 job = self._prepare(req, job_id, workdir, media, progress, cancel)
             job.deadline = deadline
             report("prepare", 1.0, f"{job.frames} frames at {job.width}x{job.height}")
-
-            def waiting(ahead: int) -> None:
-                report("queue", 0.0, f"waiting for the engine: {ahead} job{'s' if ahead > 1 else ''} ahead")
-
-            queued = time.perf_counter()
-            with self._queue(engine_name).turn(waiting, job.check_cancelled):  # one job at a time per engine
-                timings["queue"] = time.perf_counter() - queued
-                with _timed(timings, "load"):
-                    engine = self._engine(engine_name)
-                report("load", 1.0, f"engine {engine_name} ready")
-                with _timed(timings, "generate"):
-                    video = self._run_engine(engine, job)
+            video = self._in_turn(engine_name, job, timings, report)
             with _timed(timings, "output"):
                 sink_fields = self._deliver(video, planned, job_id)
             _after_delivery(job)
@@ -229,6 +218,21 @@ class TalkGen:
             seed=req.seed if req.seed is not None else random.randrange(2**32), speaker_boxes=boxes,
             on_progress=progress, cancel=cancel,
         )
+
+    def _in_turn(self, engine_name: str, job: Job, timings: dict[str, float], report: Callable[..., None]) -> Path:
+        """Wait for the engine (first come, first served), start it if needed, and render the job on it."""
+
+        def waiting(ahead: int) -> None:
+            report("queue", 0.0, f"waiting for the engine: {ahead} job{'s' if ahead > 1 else ''} ahead")
+
+        queued = time.perf_counter()
+        with self._queue(engine_name).turn(waiting, job.check_cancelled):
+            timings["queue"] = time.perf_counter() - queued
+            with _timed(timings, "load"):
+                engine = self._engine(engine_name)
+            report("load", 1.0, f"engine {engine_name} ready")
+            with _timed(timings, "generate"):
+                return self._run_engine(engine, job)
 
     def _engine_entry(self, name: str, requested: bool = True) -> Registered:
         from talkgen.plugins import get_registry
