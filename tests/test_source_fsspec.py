@@ -12,7 +12,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from talkgen.errors import Cancelled, ForbiddenSource, MediaTooLarge, MediaUnreadable, UnsupportedMedia
+from talkgen.errors import Cancelled, FetchFailed, ForbiddenSource, MediaTooLarge, MediaUnreadable, UnsupportedMedia
 from talkgen.request import MediaRef
 from talkgen.settings import Settings
 from talkgen.sources import FetchContext, pick_source
@@ -229,3 +229,30 @@ def test_any_host_protocols_need_private_and_link_local_hosts_allowed(tmp_path, 
             _check_allowed(ref("ftp://169.254.169.254/a.wav"), "ftp", ctx)
     else:
         _check_allowed(ref("ftp://169.254.169.254/a.wav"), "ftp", ctx)
+
+
+def test_a_storage_endpoint_that_never_answers_fails_within_the_url_timeouts(tmp_path, monkeypatch):
+    """botocore would wait 60 s per read, 5 times, under each of s3fs's own 5 tries."""
+    pytest.importorskip("s3fs")
+    import socket
+    import threading
+    import time
+
+    credentials = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_EC2_METADATA_DISABLED": "true"}
+    for key, value in credentials.items():
+        monkeypatch.setenv(key, value)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(silent.accept()[0]) for _ in range(64)], daemon=True).start()
+    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    ctx = make_ctx(tmp_path, url_read_timeout_s=0.5, url_connect_timeout_s=0.5)
+    ctx.settings = ctx.settings.model_copy(update={"storage_options": {"s3": {"endpoint_url": endpoint}}})
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchFailed) as exc:
+            FsspecSource().fetch(ref("s3://bucket/never.wav"), ctx)
+    finally:
+        silent.close()
+    assert exc.value.retryable and time.monotonic() - started < 60

@@ -19,6 +19,7 @@ from talkgen.errors import (
 )
 from talkgen.hookspecs import hookimpl
 from talkgen.request import MediaRef
+from talkgen.settings import Settings
 from talkgen.sources.base import FetchContext, read_chunks, too_large, write_capped
 
 BLOCK = 8 << 20  # read-ahead per request (s3fs would buffer 50 MB by default)
@@ -134,6 +135,7 @@ def _stream(ref: MediaRef, ctx: FetchContext, options: dict[str, Any], dest: Pat
     import fsspec
 
     limit = ctx.settings.max_download_bytes
+    options = _with_timeouts(_protocol(ref.value), options, ctx.settings)
     fs, path = fsspec.core.url_to_fs(_normalised(ref.value), **options)
     info: dict[str, Any] = fs.info(path)
     if info.get("type") == "directory":
@@ -142,6 +144,17 @@ def _stream(ref: MediaRef, ctx: FetchContext, options: dict[str, Any], dest: Pat
         raise too_large(ref, limit)
     with fs.open(path, "rb", block_size=BLOCK) as src:
         write_capped(read_chunks(src), dest, ref, ctx)
+
+
+def _with_timeouts(protocol: str, options: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """S3: each storage call bounded by the URL timeouts, one botocore attempt per s3fs try (s3fs retries on its
+    own; by default botocore waits 60 s per read, 5 times, under each of them), unless the operator
+    configured botocore in TALKGEN_STORAGE_OPTIONS."""
+    if protocol not in ("s3", "s3a") or "config_kwargs" in options:
+        return options
+    timeouts = {"connect_timeout": settings.url_connect_timeout_s, "read_timeout": settings.url_read_timeout_s,
+                "retries": {"max_attempts": 1}}
+    return {**options, "config_kwargs": timeouts}
 
 
 def _not_a_file(ref: MediaRef, what: str) -> MediaUnreadable:
