@@ -89,7 +89,8 @@ def test_shifted_schedule_and_guidance_formulas():
     assert ts[0] == pytest.approx(1000) and ts[-1] == 0
     u = 667.0 / 1000
     assert ts[1] == pytest.approx(7 * u / (1 + 6 * u) * 1000, rel=1e-5)
-    assert passes(5.0) == ("cond", "drop_text", "uncond") and passes(1.0) == ("cond", "drop_audio")
+    assert passes(5.0, 4.0) == ("cond", "drop_text", "uncond") and passes(1.0, 4.0) == ("cond", "drop_audio")
+    assert passes(1.0, 1.0) == ("cond",) and passes(5.0, 1.0) == ("cond", "drop_text", "uncond")
     c, dt, u0 = torch.tensor(3.0), torch.tensor(2.0), torch.tensor(1.0)
     assert guided({"cond": c, "drop_text": dt, "uncond": u0}, 5.0, 4.0) == 1 + 5 * 1 + 4 * 1
     assert guided({"cond": c, "drop_audio": u0}, 1.0, 2.0) == 1 + 2 * 2
@@ -135,3 +136,23 @@ def test_colour_conversion_round_trip_and_matching():
     ref_mean = reference_stats(reference)[0]
     got = rgb_to_lab(((matched[:, 0] + 1) / 2).permute(1, 2, 0)).reshape(-1, 3).mean(0)
     assert torch.allclose(got, ref_mean, atol=3.0)
+
+
+def test_one_pass_when_both_guidance_scales_are_1_equals_the_two_pass_path_bit_for_bit(monkeypatch):
+    from talkgen.engines.native import sampler
+
+    def predict(name: str, t: float, latent: torch.Tensor) -> torch.Tensor:
+        calls.append(name)
+        g = torch.Generator().manual_seed(int(t) * 7 + len(name))
+        return latent * 0.9 + torch.randn(latent.shape, generator=g)
+
+    start = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    ts = timesteps(6, 5.0)
+    calls: list[str] = []
+    one = sampler.sample(start, ts, predict, 1.0, 1.0, lambda x: x)
+    assert calls == ["cond"] * 6  # half the passes of the two-pass path
+    calls.clear()
+    monkeypatch.setattr(sampler, "passes", lambda text, audio: ("cond", "drop_audio"))
+    two = sampler.sample(start, ts, predict, 1.0, 1.0, lambda x: x)
+    assert calls.count("drop_audio") == 6
+    assert torch.equal(one, two)

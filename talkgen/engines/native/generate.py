@@ -150,8 +150,8 @@ class WindowLoop:
         if start_window < len(wins):
             self._generate(wins[start_window:], len(wins), generator, state, checkpoint if main_rank else None)
         return {"steps": p.steps, "guidance_scale": p.guidance_scale, "audio_guidance_scale": p.audio_guidance_scale,
-                "shift": p.shift, "passes_per_step": len(passes(p.guidance_scale)), "windows": len(wins),
-                "resumed_from_window": start_window, "seed": job.seed, "memory": plan.describe()}
+                "shift": p.shift, "passes_per_step": len(passes(p.guidance_scale, p.audio_guidance_scale)),
+                "windows": len(wins), "resumed_from_window": start_window, "seed": job.seed, "memory": plan.describe()}
 
     def _generate(self, wins: list[Window], count: int, generator: torch.Generator, state: dict[str, Any],
                   checkpoint: Checkpoint | None) -> None:

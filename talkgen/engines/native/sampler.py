@@ -19,15 +19,20 @@ def timesteps(steps: int, shift: float) -> list[float]:
     return out
 
 
-def passes(text_scale: float) -> tuple[str, ...]:
-    """Model passes per step: three with text guidance, two when the text scale is 1."""
-    return ("cond", "drop_audio") if math.isclose(text_scale, 1.0) else ("cond", "drop_text", "uncond")
+def passes(text_scale: float, audio_scale: float) -> tuple[str, ...]:
+    """Model passes per step: three with text guidance, two when the text scale is 1, one when both are 1
+    (the guided velocity is then the conditional one: the other passes would be multiplied by zero)."""
+    if not math.isclose(text_scale, 1.0):
+        return ("cond", "drop_text", "uncond")
+    return ("cond",) if math.isclose(audio_scale, 1.0) else ("cond", "drop_audio")
 
 
 def guided(preds: dict[str, torch.Tensor], text_scale: float, audio_scale: float) -> torch.Tensor:
     """Combine the passes' velocity predictions as InfiniteTalk does."""
-    if "drop_audio" in preds:
-        return preds["drop_audio"] + audio_scale * (preds["cond"] - preds["drop_audio"])
+    if len(preds) == 1:
+        return preds["cond"]
+    if "drop_audio" in preds:  # = drop + a·(cond - drop), written so that a = 1 gives cond exactly
+        return preds["cond"] + (audio_scale - 1.0) * (preds["cond"] - preds["drop_audio"])
     uncond, drop_text = preds["uncond"], preds["drop_text"]
     return uncond + text_scale * (preds["cond"] - drop_text) + audio_scale * (drop_text - uncond)
 
@@ -43,7 +48,7 @@ def sample(latent: torch.Tensor, ts: list[float], predict: Callable[[str, float,
     """Run the loop. ``predict(pass_name, t, latent)`` evaluates one model pass; ``pin`` re-imposes the
     motion latents before the first step and after every update."""
     latent = pin(latent)
-    names = passes(text_scale)
+    names = passes(text_scale, audio_scale)
     for i in range(len(ts) - 1):
         preds = {name: predict(name, ts[i], latent) for name in names}
         latent = pin(euler_step(latent, guided(preds, text_scale, audio_scale), ts[i], ts[i + 1]))
