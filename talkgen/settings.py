@@ -180,6 +180,10 @@ class Settings(BaseSettings):
         "auto", description="auto: the lightest plan that fits the free VRAM; none: all resident; model: DiT and "
         "VAE resident, encoders visit the GPU; group: DiT blocks stream from pinned CPU memory (least VRAM)."
     )
+    native_quant: Literal["none", "fp8"] = Field(
+        "none", description="fp8: quantise the DiT's block weights to fp8 e4m3fn at load (half the bytes; computed "
+        "in native_dtype). fp8 files (plain or _scaled) stay fp8 either way."
+    )
     native_vae_tiling: bool = Field(False, description="Decode/encode the VAE in tiles (less VRAM at 720p).")
     native_compile: bool = Field(False, description="torch.compile the repeated DiT blocks.")
     native_cache: Literal["none", "first-block"] = Field(

@@ -57,3 +57,12 @@ def request(media: Path, **fields):  # type: ignore[no-untyped-def]
             "height": SIZE, "seed": 3}
     base.update(fields)
     return {k: v for k, v in base.items() if v is not None}
+
+
+@pytest.fixture(scope="session")
+def tiny_fp8_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny preset (same seed as `tiny_models`) with fp8 ``_scaled`` adapters and DiT file: (root, DiT file)."""
+    from talkgen.engines.native.tiny_fp8 import write_tiny_fp8
+
+    root = tmp_path_factory.mktemp("tiny-fp8-models")
+    return root, write_tiny_fp8(root, seed=0)

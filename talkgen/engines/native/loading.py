@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from talkgen.engines.native.fp8 import convert_linears, fp8_layers, settle
+from talkgen.engines.native.fp8_scales import take_scales
 from talkgen.engines.native.transformer import InfiniteTalkTransformer3DModel
 from talkgen.engines.native.weights import cast_for, check_against, merge_lora, read_weights, unusable
 
@@ -112,12 +114,17 @@ def load_transformer(
     loras: Sequence[tuple[str | Path | Mapping[str, torch.Tensor], float]] = (),
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
+    quant: str = "none",
 ) -> InfiniteTalkTransformer3DModel:
     """Load the InfiniteTalk DiT from original-Wan or diffusers weights (+ adapter, + fused LoRAs).
 
     ``config`` (a Wan or diffusers transformer config) is laid over the config.json next to the weights;
     only the head count, eps and ``audio_layers`` are needed, sizes are read from the tensors. Every key
     must be present with the right shape, or `EngineUnavailable` names the file and key.
+
+    fp8 weights (plain or ``_scaled``) keep resting in fp8 in the block Linears (`fp8.Fp8Linear`) and are
+    computed at ``dtype``; ``quant="fp8"`` quantises the other block Linears too (per-tensor scales).
+    LoRAs are merged into the dequantised weight, which is then quantised again.
     """
     source = path_or_state_dict if isinstance(path_or_state_dict, Mapping) else Path(path_or_state_dict)
     tensors, origin = read_weights(source)
@@ -136,10 +143,14 @@ def load_transformer(
             f"No InfiniteTalk audio adapter in {', '.join(sources)} (no `audio_proj.proj1.weight`): pass the "
             "adapter file (InfiniteTalk/single/infinitetalk.safetensors)."
         )
+    scales = take_scales(tensors, origin)
     model = build_empty(transformer_config(config, tensors))
     check_against(model, tensors, origin, sources)
+    layers = fp8_layers(model, tensors, quant)
     for lora, strength in loras:
         if strength:
-            merge_lora(tensors, lora, strength)
+            merge_lora(tensors, lora, strength, scales)
+    settle(tensors, scales, layers)
+    convert_linears(model, layers)
     model.load_state_dict(cast_for(model, tensors, dtype), strict=True, assign=True)
     return model.to(device).eval().requires_grad_(False)

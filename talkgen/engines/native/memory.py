@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -157,9 +158,18 @@ def module_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in unique_tensors(chain(module.parameters(), module.buffers())))
 
 
-def weight_sizes(path: Path) -> dict[str, tuple[int, int]]:
-    """``{key: (elements, bytes per element)}`` of the weights behind ``path`` (a file, a sharded folder),
-    read from safetensors headers only (no tensor is loaded)."""
+class Size(NamedTuple):
+    """One tensor as a safetensors header describes it."""
+
+    numel: int
+    itemsize: int
+    ndim: int = 2
+    fp8: bool = False
+
+
+def weight_sizes(path: Path) -> dict[str, Size]:
+    """``{key: Size}`` of the weights behind ``path`` (a file, a sharded folder), read from safetensors
+    headers only (no tensor is loaded)."""
     from safetensors import safe_open
 
     from talkgen.engines.native.weights import unusable, weight_files
@@ -168,25 +178,39 @@ def weight_sizes(path: Path) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     for file in files:
         if file.suffix != ".safetensors":  # a pickle: its size, taken as fp32 tensors
-            out[str(file)] = (file.stat().st_size // 4, 4)
+            out[str(file)] = Size(file.stat().st_size // 4, 4)
             continue
         try:
             with safe_open(str(file), framework="pt") as handle:
                 for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
                     piece = handle.get_slice(key)
+                    shape, kind = piece.get_shape(), piece.get_dtype()
                     numel = 1
-                    for size in piece.get_shape():
+                    for size in shape:
                         numel *= size
-                    out[key] = (numel, _SAFETENSORS_SIZES.get(piece.get_dtype(), 4))
+                    out[key] = Size(numel, _SAFETENSORS_SIZES.get(kind, 4), len(shape), kind.startswith("F8"))
         except Exception as exc:  # safetensors raises its own error type for a corrupt header
             raise unusable(f"{file} is not a readable safetensors file ({exc}): run `talkgen models verify` to "
                            "find and refetch corrupt files.") from exc
     return out
 
 
-def weight_bytes(sizes: dict[str, tuple[int, int]], dtype: torch.dtype | None = None) -> int:
+def weight_bytes(sizes: dict[str, Size], dtype: torch.dtype | None = None) -> int:
     """Bytes of ``sizes`` in memory, at ``dtype`` when the loader casts to it."""
-    return sum(numel * (dtype.itemsize if dtype is not None else size) for numel, size in sizes.values())
+    return sum(s.numel * (dtype.itemsize if dtype is not None else s.itemsize) for s in sizes.values())
+
+
+def dit_bytes(sizes: dict[str, Size], dtype: torch.dtype, quant: str = "none") -> int:
+    """Bytes of the DiT once loaded (keys without prefix): the block Linears' weights (2-D ``blocks.*.weight``)
+    at 1 byte when the file holds them in fp8 or ``quant`` is fp8 (plus their fp32 scales), the rest at
+    ``dtype``, as `loading.load_transformer` does."""
+    total = 0
+    for key, s in sizes.items():
+        if key.endswith((".scale_weight", ".weight_scale")):
+            continue  # counted with its weight
+        fp8 = key.startswith("blocks.") and key.endswith(".weight") and s.ndim == 2 and (s.fp8 or quant == "fp8")
+        total += s.numel + 4 if fp8 else s.numel * dtype.itemsize
+    return total
 
 
 _SAFETENSORS_SIZES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,

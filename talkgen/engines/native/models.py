@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
+from talkgen.engines.native.keys import strip_prefix
 from talkgen.engines.native.layout import ModelFiles
 from talkgen.engines.native.loading import load_transformer, read_config
-from talkgen.engines.native.memory import Footprint, weight_bytes, weight_sizes
+from talkgen.engines.native.memory import Footprint, dit_bytes, weight_bytes, weight_sizes
 from talkgen.engines.native.options import NativeOptions
 
 
@@ -39,15 +40,15 @@ class Models:
         return Footprint.of_modules(self.transformer, self.text_encoder, self.image_encoder, self.wav2vec, self.vae)
 
 
-def footprint_from_files(files: ModelFiles, dtype: torch.dtype) -> Footprint:
-    """Bytes each model will take, from the file headers (the DiT and encoders at ``dtype``; VAE and
-    wav2vec2 run in fp32)."""
-    dit = {**weight_sizes(files.transformer), **weight_sizes(files.adapter(1))}
+def footprint_from_files(files: ModelFiles, dtype: torch.dtype, quant: str = "none") -> Footprint:
+    """Bytes each model will take, from the file headers (the DiT and encoders at ``dtype``, the DiT's
+    fp8 block weights at 1 byte; VAE and wav2vec2 run in fp32)."""
+    dit = {strip_prefix(k): v for k, v in {**weight_sizes(files.transformer), **weight_sizes(files.adapter(1))}.items()}
     block = {k: v for k, v in dit.items() if k.startswith("blocks.0.")}
     blocks = 1 + max((int(k.split(".")[1]) for k in dit if k.startswith("blocks.")), default=0)
     config = read_config(files.transformer)
     width = config.get("dim") or (config.get("num_attention_heads", 40) * config.get("attention_head_dim", 128))
-    return Footprint(dit=weight_bytes(dit, dtype), dit_block=weight_bytes(block, dtype), blocks=blocks,
+    return Footprint(dit=dit_bytes(dit, dtype, quant), dit_block=dit_bytes(block, dtype, quant), blocks=blocks,
                      text=weight_bytes(weight_sizes(files.wan / "text_encoder"), dtype),
                      image=weight_bytes(weight_sizes(files.wan / "image_encoder"), dtype),
                      audio=weight_bytes(weight_sizes(files.wav2vec), torch.float32),
@@ -80,6 +81,6 @@ def load_models(files: ModelFiles, options: NativeOptions, homes: dict[str, torc
         wav2vec=Wav2Vec2Model.from_pretrained(files.wav2vec, attn_implementation="sdpa").to(homes["audio"]).eval(),
         feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(files.wav2vec),
         transformer=load_transformer(files.transformer, dit_config, adapter=files.adapter(1), loras=options.loras,
-                                     dtype=dtype, device=homes["dit"]),
+                                     dtype=dtype, device=homes["dit"], quant=options.quant),
         adapters=dict(files.adapters),
     )

@@ -25,6 +25,7 @@ class NativeOptions:
     cache_threshold: float
     loras: tuple[tuple[Path, float], ...]
     color_correction: float
+    quant: str = "none"  # none | fp8: quantise the DiT's block Linears to fp8 at load (see fp8.py)
     world: int = 1  # processes sharing each DiT pass (torchrun); 1 = no context parallelism
     rank: int = 0
 
@@ -51,7 +52,8 @@ class NativeOptions:
                    offload=settings.native_offload, vae_tiling=settings.native_vae_tiling,
                    compile=settings.native_compile, cache=settings.native_cache,
                    cache_threshold=settings.native_cache_threshold, loras=tuple(parse_loras(settings.native_loras)),
-                   color_correction=settings.color_correction, world=world, rank=rank)
+                   color_correction=settings.color_correction, quant=settings.native_quant, world=world,
+                   rank=rank)
 
 
 def parse_loras(entries: list[str]) -> list[tuple[Path, float]]:

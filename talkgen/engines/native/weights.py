@@ -2,7 +2,8 @@
 
 Accepted: a diffusers transformer folder (sharded or not), Wan's original shards (a folder with an
 index or ``*.safetensors``), single-file repacks (fp32/bf16/fp16, optional ``model.diffusion_model.``
-prefix), InfiniteTalk adapter files, and LoRAs in original naming merged at a strength.
+prefix), fp8 files (plain or ComfyUI/Kijai ``_scaled``, see `fp8_scales`), InfiniteTalk adapter files, and
+LoRAs in original naming merged at a strength.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any
 
 import torch
 
+from talkgen.engines.native.fp8 import SCALE, dequantize, is_fp8
 from talkgen.engines.native.keys import looks_original, strip_prefix, to_diffusers
 from talkgen.errors import EngineUnavailable
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-IGNORED_KEYS = re.compile(r"(^|\.)norm_added_q\.")
-"""Keys some Wan checkpoints carry that the model does not use (diffusers ignores them too)."""
+IGNORED_KEYS = re.compile(r"(^|\.)norm_added_q\.|^scaled_fp8$|\.scale_input$|\.input_scale$")
+"""Keys some checkpoints carry that the model does not use: Wan's ``norm_added_q`` (diffusers ignores it
+too), and the fp8 format marker and activation scales of ComfyUI's scaled fp8 files (see `fp8_scales`)."""
 SHOWN_KEYS = 8
 
 
@@ -116,11 +119,13 @@ def check_against(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], o
         )
 
 
-def merge_lora(tensors: dict[str, torch.Tensor], lora: Path | Mapping[str, torch.Tensor], strength: float) -> int:
+def merge_lora(tensors: dict[str, torch.Tensor], lora: Path | Mapping[str, torch.Tensor], strength: float,
+               scales: dict[str, torch.Tensor] | None = None) -> int:
     """Add ``strength * up @ down`` (and ``.diff``/``.diff_b`` deltas) into ``tensors``; returns layers merged.
 
     Upstream semantics: keys in original Wan naming (``diffusion_model.`` prefix optional), ``alpha``
-    ignored. Unknown targets are an error, not skipped silently.
+    ignored. Unknown targets are an error, not skipped silently. An fp8 target is dequantised (× its
+    entry in ``scales``, which is then used up) and left in fp32, for the loader to quantise again.
     """
     if isinstance(lora, Mapping):
         raw = dict(lora)
@@ -156,7 +161,9 @@ def merge_lora(tensors: dict[str, torch.Tensor], lora: Path | Mapping[str, torch
         if delta.numel() != weight.numel():
             raise unusable(f"LoRA {name}: delta for {key!r} has {list(delta.shape)}, weight is "
                                     f"{list(weight.shape)}.")
-        tensors[target] = (weight.float() + strength * delta.float().reshape(weight.shape)).to(weight.dtype)
+        scale = (scales or {}).pop(target, None)
+        merged_weight = dequantize(weight, scale) + strength * delta.float().reshape(weight.shape)
+        tensors[target] = merged_weight if is_fp8(weight) or scale is not None else merged_weight.to(weight.dtype)
         merged += 1
     if not merged:
         raise unusable(f"LoRA {name} contains no lora_down/lora_up or diff keys.")
@@ -166,12 +173,16 @@ def merge_lora(tensors: dict[str, torch.Tensor], lora: Path | Mapping[str, torch
 def cast_for(model: Any, tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Cast to ``dtype``, keeping the modules diffusers keeps in fp32 (norms, modulation, time embedder).
 
-    Always copies: memory-mapped file tensors can be unaligned, which makes CPU kernels take other code
-    paths (results differ in the last bits), and the copy lets the file mappings go.
+    fp8 weights and their fp32 ``scale_weight`` stay as they are (see `fp8`). Always copies: memory-mapped
+    file tensors can be unaligned, which makes CPU kernels take other code paths (results differ in the
+    last bits), and the copy lets the file mappings go.
     """
     keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
     out = {}
     for key, value in tensors.items():
+        if is_fp8(value) or key.endswith(f".{SCALE}"):
+            out[key] = value.clone()
+            continue
         fp32 = dtype != torch.float32 and any(part in key.split(".") for part in keep)
         target = torch.float32 if fp32 else dtype
         out[key] = value.to(target, copy=True) if value.is_floating_point() else value.clone()
