@@ -14,8 +14,8 @@ import torch.nn.functional as F
 SPEAKER_RANGES = ((0.0, 4.0), (20.0, 24.0))
 BACKGROUND_POSITION = 12.0
 ROPE_BASE = 10000.0
-MAP_CHUNK_TOKENS = 4096
-"""Query tokens per step of the attention-map computation (bounds its transient memory)."""
+MAP_CHUNK_TOKENS = 8192
+"""Query tokens per SDPA call of the attention map (bounds its ``[heads, chunk, D]`` output)."""
 
 
 def speaker_masks(boxes: list[list[float]], src_w: int, src_h: int, out_w: int, out_h: int) -> torch.Tensor:
@@ -41,21 +41,40 @@ def token_masks(masks: torch.Tensor, grid_h: int, grid_w: int) -> torch.Tensor:
     return (resized > 0).flatten(1).float()
 
 
-def reference_attention_map(query: torch.Tensor, key: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def mask_values(masks: torch.Tensor, heads: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[classes, S]`` 0/1 masks → ``[1, heads, S, width]`` attention values: column c is mask c, the rest 0.
+
+    With ``width`` = the head dim every SDPA kernel (flash included) takes them; built once per pass.
+    """
+    values = torch.zeros(1, heads, masks.shape[1], width, dtype=dtype, device=masks.device)
+    values[..., : masks.shape[0]] = masks.T.to(dtype)
+    return values
+
+
+def reference_attention_map(query: torch.Tensor, key: torch.Tensor, masks: torch.Tensor,
+                            values: torch.Tensor | None = None) -> torch.Tensor:
     """Mean attention of every token to each masked region of the first latent frame.
 
     ``query``/``key``: ``[1, L, heads, D]`` after RoPE; ``masks``: ``[classes, S]`` on the first frame's
-    ``S`` tokens. Returns ``[classes, L]`` (softmax over the first frame's tokens, averaged over heads).
+    ``S`` tokens; ``values``: `mask_values` of them (built here when not given). Returns ``[classes, L]``
+    in fp32: softmax over the first frame's tokens, summed inside each mask, averaged over heads, divided
+    by the mask's size.
+
+    The sum of a softmax row over a mask is an attention output with the mask as the value, so one SDPA
+    call computes it in the inputs' dtype without materialising the ``[heads, L, S]`` probabilities.
     """
-    frame_tokens = masks.shape[1]
-    scale = query.shape[-1] ** -0.5
-    q = query[0].transpose(0, 1).float() * scale  # heads, L, D
-    k = key[0, :frame_tokens].transpose(0, 1).float()  # heads, S, D
-    weights = masks.float() / masks.float().sum(dim=1, keepdim=True).clamp_min(1.0)  # classes, S
-    out = torch.empty(masks.shape[0], q.shape[1], dtype=torch.float32, device=q.device)
-    for start in range(0, q.shape[1], MAP_CHUNK_TOKENS):
-        probs = torch.softmax(q[:, start:start + MAP_CHUNK_TOKENS] @ k.transpose(1, 2), dim=-1)
-        out[:, start:start + MAP_CHUNK_TOKENS] = (probs @ weights.T).mean(dim=0).T
+    classes, frame_tokens = masks.shape
+    heads, dim = query.shape[2], query.shape[3]
+    if values is None:
+        values = mask_values(masks, heads, dim, query.dtype)
+    q = query[:1].transpose(1, 2)  # 1, heads, L, D
+    k = key[:1, :frame_tokens].transpose(1, 2).to(q.dtype)  # 1, heads, S, D
+    sizes = masks.float().sum(dim=1).clamp_min(1.0)
+    out = torch.empty(classes, q.shape[2], dtype=torch.float32, device=q.device)
+    for start in range(0, q.shape[2], MAP_CHUNK_TOKENS):
+        mass = F.scaled_dot_product_attention(q[:, :, start:start + MAP_CHUNK_TOKENS], k, values.to(q.dtype),
+                                              scale=dim ** -0.5)  # 1, heads, chunk, width
+        out[:, start:start + MAP_CHUNK_TOKENS] = (mass[0, :, :, :classes].float().mean(dim=0) / sizes).T
     return out
 
 
@@ -89,13 +108,14 @@ def audio_token_positions(tokens: int, device: torch.device | None = None) -> to
 
 
 def rope_1d(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """1-D rotary embedding, interleaved pairs, in fp32. ``x``: ``[..., N, heads, D]``; ``positions``: ``[N]``."""
+    """1-D rotary embedding, interleaved pairs, in fp32. ``x``: ``[..., N, heads, D]``; ``positions``: ``[N]``.
+
+    Each pair is one complex number turned by its angle: one fp32 product, no ``[N, heads, D]`` temporaries
+    beyond the fp32 copy of ``x`` and the result.
+    """
     dim = x.shape[-1]
     inv_freq = 1.0 / (ROPE_BASE ** (torch.arange(0, dim, 2, device=x.device).float() / dim))
-    angles = positions.float()[:, None] * inv_freq[None, :]
-    angles = angles.repeat_interleave(2, dim=-1)[:, None, :]  # N, 1, D
-    cos, sin = angles.cos(), angles.sin()
-    xf = x.float()
-    pairs = xf.unflatten(-1, (-1, 2))
-    rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-    return (xf * cos + rotated * sin).type_as(x)
+    angles = positions.float()[:, None] * inv_freq[None, :]  # N, D/2
+    turn = torch.polar(torch.ones_like(angles), angles)[:, None, :]  # N, 1, D/2
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    return torch.view_as_real(pairs * turn).flatten(-2).type_as(x)

@@ -13,19 +13,21 @@ from typing import ClassVar
 import torch
 import torch.distributed as dist
 from diffusers.configuration_utils import register_to_config
+from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import (
     WanAttnProcessor,
     WanTransformer3DModel,
     WanTransformerBlock,
+    _get_qkv_projections,
 )
 from torch import nn
 
 from talkgen.engines.native.audio_attention import AudioCrossAttention
 from talkgen.engines.native.audio_proj import AudioProjModel, pack_latent_windows
 from talkgen.engines.native.parallel import Shard, shard_of
-from talkgen.engines.native.speakers import reference_attention_map, token_masks, token_positions
+from talkgen.engines.native.speakers import mask_values, reference_attention_map, token_masks, token_positions
 
 
 @dataclass
@@ -36,18 +38,21 @@ class AudioContext:
     per_frame: int  # video tokens per latent frame
     masks: torch.Tensor | None = None  # [3, tokens per latent frame] when two speakers are routed
     shard: Shard | None = None  # this rank's slice of the tokens under context parallelism
+    map_values: torch.Tensor | None = None  # `mask_values` of ``masks``, shared by every block
 
 
 class SpeakerMapProcessor(WanAttnProcessor):
     """Wan self-attention that can also report each token's attention to the speaker regions.
 
-    Set ``masks`` (``[3, S]``) before a forward to get ``positions`` (label-RoPE positions) after it;
-    with ``masks`` unset it is diffusers' processor, unchanged.
+    Set ``masks`` (``[3, S]``, and optionally ``values``, their `mask_values`) before a forward to get
+    ``positions`` (label-RoPE positions) after it; q and k are projected once for both the map and the
+    attention. With ``masks`` unset it is diffusers' processor, unchanged.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.masks: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
         self.shard: Shard | None = None
         self.positions: torch.Tensor | None = None
 
@@ -55,20 +60,31 @@ class SpeakerMapProcessor(WanAttnProcessor):
                  rotary_emb=None):
         if self.masks is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
-        q = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
-        k = attn.norm_k(attn.to_k(hidden_states)).unflatten(2, (attn.heads, -1))
+        if encoder_hidden_states is not None or attn.add_k_proj is not None:
+            raise ValueError("speaker routing runs in the self-attention only")
+        # diffusers' WanAttnProcessor for self-attention, with the map computed from the same q and k
+        query, key, value = _get_qkv_projections(attn, hidden_states, None)
+        query, key = attn.norm_q(query), attn.norm_k(key)
+        query, key, value = (t.unflatten(2, (attn.heads, -1)) for t in (query, key, value))
         if rotary_emb is not None:
-            q, k = _rotate(q, *rotary_emb), _rotate(k, *rotary_emb)
+            query, key = _rotate(query, *rotary_emb), _rotate(key, *rotary_emb)
         with torch.no_grad():
-            if self.shard is None:
-                self.positions = token_positions(reference_attention_map(q, k, self.masks))
-            else:  # keys of the first frame and the map's range span all ranks
-                first = self.shard.gather(k[:, : self.masks.shape[1]].contiguous())[:, : self.masks.shape[1]]
-                ref_map = reference_attention_map(q, first, self.masks)
-                lo = self.shard.reduce(ref_map.min(dim=1).values, dist.ReduceOp.MIN)
-                hi = self.shard.reduce(ref_map.max(dim=1).values, dist.ReduceOp.MAX)
-                self.positions = token_positions(ref_map, (lo, hi))
-        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+            self.positions = self._positions(query, key)
+        out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+                                    backend=self._attention_backend, parallel_config=self._parallel_config)
+        out = out.flatten(2, 3).type_as(query)
+        return attn.to_out[1](attn.to_out[0](out))
+
+    def _positions(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        frame_tokens = self.masks.shape[1]
+        if self.shard is None:
+            return token_positions(reference_attention_map(query, key, self.masks, self.values))
+        # keys of the first frame and the map's range span all ranks
+        first = self.shard.gather(key[:, :frame_tokens].contiguous())[:, :frame_tokens]
+        ref_map = reference_attention_map(query, first, self.masks, self.values)
+        lo = self.shard.reduce(ref_map.min(dim=1).values, dist.ReduceOp.MIN)
+        hi = self.shard.reduce(ref_map.max(dim=1).values, dist.ReduceOp.MAX)
+        return token_positions(ref_map, (lo, hi))
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -95,6 +111,7 @@ class InfiniteTalkBlock(WanTransformerBlock):
         shift, scale, gate, c_shift, c_scale, c_gate = (self.scale_shift_table + temb.float()).chunk(6, dim=1)
         processor: SpeakerMapProcessor = self.attn1.processor
         processor.masks = audio.masks if audio is not None else None
+        processor.values = audio.map_values if audio is not None else None
         processor.shard = audio.shard if audio is not None else None
         x = hidden_states
         attn = self.attn1((self.norm1(x.float()) * (1 + scale) + shift).type_as(x), None, None, rotary_emb)
@@ -105,7 +122,7 @@ class InfiniteTalkBlock(WanTransformerBlock):
             offset = audio.shard.offset if audio.shard is not None else 0
             x = x + self.audio_cross_attn(self.norm_x(x.float()).type_as(x), audio.tokens, audio.per_frame, positions,
                                           offset)
-        processor.masks = processor.positions = None
+        processor.masks = processor.values = processor.positions = None
         ff = self.ffn((self.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x))
         return (x.float() + ff.float() * c_gate).type_as(x)
 
@@ -142,11 +159,12 @@ class InfiniteTalkTransformer3DModel(WanTransformer3DModel):
             context_tokens=audio_context_tokens, norm_output_audio=norm_output_audio,
         )
 
-    def audio_context(self, audio: torch.Tensor, grid: tuple[int, int, int],
-                      masks: torch.Tensor | None) -> AudioContext:
+    def audio_context(self, audio: torch.Tensor, grid: tuple[int, int, int], masks: torch.Tensor | None,
+                      dtype: torch.dtype | None = None) -> AudioContext:
         """Per-frame windows ``[speakers, F, 5, layers, C]`` → audio tokens for every latent frame.
 
-        ``masks`` (``[3, H, W]``, any resolution) route two speakers; ignored for one.
+        ``masks`` (``[3, H, W]``, any resolution) route two speakers; ignored for one. ``dtype``: the
+        hidden states' (the reference map's values are built in it once for all blocks).
         """
         first, rest = pack_latent_windows(audio, self.config.audio_window, self.config.vae_scale)
         param = self.audio_proj.proj1.weight
@@ -155,7 +173,11 @@ class InfiniteTalkTransformer3DModel(WanTransformer3DModel):
         tokens = tokens.permute(1, 0, 2, 3).reshape(tokens.shape[1], speakers * tokens.shape[2], -1)
         routed = token_masks(masks, *grid[1:]).to(tokens.device) if speakers == 2 and masks is not None else None
         per_frame = grid[1] * grid[2]
-        return AudioContext(tokens=tokens, per_frame=per_frame, masks=routed, shard=shard_of(self, grid[0] * per_frame))
+        values = None
+        if routed is not None and dtype is not None:
+            values = mask_values(routed, self.config.num_attention_heads, self.config.attention_head_dim, dtype)
+        return AudioContext(tokens=tokens, per_frame=per_frame, masks=routed, shard=shard_of(self, grid[0] * per_frame),
+                            map_values=values)
 
     def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 encoder_hidden_states_image: torch.Tensor | None = None, audio: torch.Tensor | None = None,
@@ -173,7 +195,7 @@ class InfiniteTalkTransformer3DModel(WanTransformer3DModel):
         timestep_proj = timestep_proj.unflatten(1, (6, -1))
         if context_image is not None:
             context = torch.cat([context_image, context], dim=1)
-        audio_ctx = None if audio is None else self.audio_context(audio, grid, speaker_masks)
+        audio_ctx = None if audio is None else self.audio_context(audio, grid, speaker_masks, x.dtype)
         for block in self.blocks:
             x = block(x, context, timestep_proj, rotary_emb, audio_ctx)
         shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
