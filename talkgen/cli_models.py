@@ -22,17 +22,21 @@ def _default_dir() -> Path:
 @models.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
-def tiny(directory: Path, seed: int) -> None:
+@click.option("--fp8", is_flag=True, help="Also write the DiT and adapters as fp8 e4m3fn `_scaled` files.")
+def tiny(directory: Path, seed: int, fp8: bool) -> None:
     """Write the tiny preset (random weights, real layout) to DIRECTORY: for CPU demos and tests."""
     from talkgen.cli import _reported_errors
 
     with _reported_errors(False):
         from talkgen.engines.native.tiny import write_tiny
+        from talkgen.engines.native.tiny_fp8 import write_tiny_fp8
 
         started = time.perf_counter()
-        write_tiny(directory, seed=seed)
+        dit = write_tiny_fp8(directory, seed=seed) if fp8 else None
+        if dit is None:
+            write_tiny(directory, seed=seed)
     click.echo(f"tiny preset written to {directory} in {time.perf_counter() - started:.1f} s "
-               f"(use TALKGEN_MODELS_DIR={directory})")
+               f"(use TALKGEN_MODELS_DIR={directory}" + (f" TALKGEN_NATIVE_TRANSFORMER={dit})" if dit else ")"))
 
 
 @models.command()

@@ -55,3 +55,19 @@ def test_cli_video_two_speakers(tiny_models, native_media, tmp_path):
     assert '"mode": "V2V_multi"' in run.stdout
     video = decode(out)
     assert video.count == 80 and video.audio_duration == pytest.approx(3.2, abs=0.03)
+
+
+def test_models_tiny_fp8_writes_scaled_fp8_files(tmp_path):
+    from click.testing import CliRunner
+    from safetensors import safe_open
+
+    from talkgen.cli import main
+
+    result = CliRunner().invoke(main, ["models", "tiny", str(tmp_path / "m"), "--fp8"])
+    assert result.exit_code == 0, result.output
+    dit = result.output.split("TALKGEN_NATIVE_TRANSFORMER=")[1].split(")")[0]
+    with safe_open(dit, "pt") as f:
+        keys = list(f.keys())
+        weight = next(k for k in keys if k.endswith("self_attn.q.weight"))
+        assert str(f.get_slice(weight).get_dtype()) == "F8_E4M3"
+        assert weight.removesuffix("weight") + "scale_weight" in keys

@@ -108,20 +108,32 @@ def test_whole_job_on_scaled_fp8_files(native_service, native_media: Path, tiny_
     assert diff < FRAME_MEAN_DIFF
 
 
-def test_quant_setting_reaches_the_engine(native_media: Path, tiny_models: Path, tmp_path: Path):
+def test_quant_setting_reaches_the_engine(native_service, native_media: Path, tiny_models: Path, tmp_path: Path):
     from talkgen.service import TalkGen
     from talkgen.settings import Settings
+
+    duo = request(native_media, wav_path=str(native_media / "short.wav"), person_count="multi",
+                  wav_path_2=str(native_media / "short.wav"))
 
     service = TalkGen(Settings(engine="native", models_dir=tiny_models, native_quant="fp8",
                                allowed_path_roots=[native_media], work_dir=tmp_path / "w", url_retries=0))
     try:
-        service.generate(request(native_media, wav_path=str(native_media / "short.wav")),
-                         output=str(tmp_path / "q.mp4"))
+        result = service.generate(request(native_media, wav_path=str(native_media / "short.wav")),
+                                  output=str(tmp_path / "q.mp4"))
         transformer = service._engine("native").components.transformer
         assert isinstance(transformer.blocks[0].attn2.add_k_proj, Fp8Linear)
+        assert result.params["quant"] == "fp8"
+        # two speakers: the multi adapter is swapped into the fp8 layers with its own scales
+        service.generate(duo, output=str(tmp_path / "duo-fp8.mp4"))
     finally:
         service.close()
     assert decode(tmp_path / "q.mp4").count == round(25 * 1.6)
+    native_service.generate(duo, output=str(tmp_path / "duo.mp4"))
+    video, reference = decode(tmp_path / "duo-fp8.mp4"), decode(tmp_path / "duo.mp4")
+    assert video.count == reference.count
+    diff = np.mean([np.abs(a.astype(float) - b.astype(float)).mean()
+                    for a, b in zip(video.frames, reference.frames, strict=True)])
+    assert diff < FRAME_MEAN_DIFF
 
 
 def _file_with(tmp_path: Path, dit: Path, change) -> Path:  # type: ignore[no-untyped-def]

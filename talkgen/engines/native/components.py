@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from talkgen.engines.native.audio_encoder import AudioEncoder
+from talkgen.engines.native.fp8_scales import conform
 from talkgen.engines.native.gpu_errors import as_gpu_error
 from talkgen.engines.native.layout import TEXT_TOKENS, ModelFiles
 from talkgen.engines.native.memory import Activations, MemoryPlan, free_bytes, plan_memory
@@ -83,8 +84,9 @@ class Components:
         files.check()
         quiet_hub_logging()
         try:
-            plan = plan_memory(options.offload, options.vae_tiling, footprint_from_files(files, options.dtype),
-                               Activations.for_size(*PLANNING_SIZE), free_bytes(options.device))
+            footprint = footprint_from_files(files, options.dtype, options.quant)
+            plan = plan_memory(options.offload, options.vae_tiling, footprint, Activations.for_size(*PLANNING_SIZE),
+                               free_bytes(options.device))
             cpu, gpu = torch.device("cpu"), options.device
             encoders = gpu if plan.offload == "none" else cpu
             homes = {"text": encoders, "image": encoders, "audio": encoders, "vae": gpu,
@@ -189,10 +191,11 @@ class Components:
         path = self.models.adapters[speakers]
         if not Path(path).is_file():
             raise EngineUnavailable(f"The {'multi' if speakers == 2 else 'single'}-speaker InfiniteTalk adapter is "
-                                    f"missing: {path}. Run `talkgen models download infinitetalk-480p`.",
-                                    retryable=False)
+                                    "missing from the models dir: an operator can run `talkgen models download "
+                                    "infinitetalk-480p`.", retryable=False, private=f"missing: {path}")
         if speakers not in self._adapters:
-            self._adapters[speakers], _ = read_weights(Path(path))
+            # in the form the model holds (fp8 + scale where its layers are fp8): a plain copy_ is then exact
+            self._adapters[speakers] = conform(self.transformer, *read_weights(Path(path)))
         if self.speakers not in self._adapters:  # keep the current adapter on the CPU to swap back
             own = self.transformer.state_dict()
             self._adapters[self.speakers] = {k: own[k].detach().to("cpu", copy=True) for k in self._adapters[speakers]}

@@ -56,7 +56,8 @@ class NativeEngine:
             self._generate(job)
 
     def _generate(self, job: Job) -> None:
-        loop = WindowLoop(self.components, job, self.preset, f"{self.preset.name}:{self.files.transformer}")
+        model_id = f"{self.preset.name}:{self.files.transformer}:{self.options.quant}"  # checkpoints of other weights
+        loop = WindowLoop(self.components, job, self.preset, model_id)
         try:
             params = loop.run()
         except RuntimeError as exc:
@@ -74,7 +75,7 @@ class NativeEngine:
             self.last_timings = loop.timings
         job.params.update(params)
         job.params.update({"model": self.preset.name, "device": str(self.options.device),
-                           "dtype": str(self.options.dtype).removeprefix("torch."),
+                           "dtype": str(self.options.dtype).removeprefix("torch."), "quant": self.options.quant,
                            "compute_s": round(loop.timings.compute, 3)})
 
     def close(self) -> None:
