@@ -17,6 +17,7 @@ pytest.importorskip("diffusers")
 from tests.native import conftest as native
 
 tiny_models = native.tiny_models  # the session fixtures the native tests use
+tiny_fp8_models = native.tiny_fp8_models
 native_media = native.native_media
 
 REHEARSAL = "TALKGEN_GPU_SUITE_ON_CPU"

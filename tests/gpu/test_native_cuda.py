@@ -98,6 +98,28 @@ def test_the_speaker_adapter_swap_reaches_streamed_blocks(gpu_settings, native_m
     assert _differ(videos["group"], videos["none"]) < 1.0
 
 
+@pytest.mark.parametrize("source, offload", [("quant", "none"), ("quant", "group"), ("scaled-files", "none")])
+def test_fp8_weights_on_the_gpu(gpu_settings, tiny_fp8_models, native_media, tmp_path, resident, source, offload):
+    """fp8 storage (quantised at load, or the seed's `_scaled` files), with and without streamed blocks; the
+    two-speaker adapter swapped into the fp8 layers after a one-speaker job."""
+    from talkgen.service import TalkGen
+
+    root, dit = tiny_fp8_models
+    update = ({"native_quant": "fp8"} if source == "quant" else {"models_dir": root, "native_transformer": dit})
+    service = TalkGen(gpu_settings.model_copy(update={**update, "native_offload": offload}))
+    two = {"person_count": "multi", "wav_path_2": str(native_media / "short.wav")}
+    try:
+        result = service.generate(request(native_media, wav_path=str(native_media / "short.wav")),
+                                  output=str(tmp_path / "one.mp4"))
+        service.generate(request(native_media, wav_path=str(native_media / "short.wav"), **two),
+                         output=str(tmp_path / "two.mp4"))
+    finally:
+        service.close()
+    assert result.params["memory"].startswith(f"offload={offload}")
+    assert _differ(np.stack(_check(tmp_path / "one.mp4", 1.6).frames), resident) < 10.0  # fp8 vs bf16 weights
+    _check(tmp_path / "two.mp4", 1.6)
+
+
 @pytest.mark.parametrize("update", [
     {"native_vae_tiling": True}, {"native_dtype": "fp16"}, {"native_dtype": "bf16"}, {"color_correction": 0.0},
     {"native_compile": True},
