@@ -59,7 +59,7 @@ def prepare(tmp: Path) -> dict[str, Any]:
     """Tiny preset, hostile media, output root with an escaping link: the env the cases are built from."""
     from hostile_media import make_media
 
-    from talkgen.engines.native.tiny import write_tiny
+    from talkgen.engines.native.weights.tiny import write_tiny
 
     write_tiny(tmp / "models")
     media = make_media(tmp / "media", tmp / "outside")

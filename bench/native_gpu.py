@@ -31,7 +31,7 @@ class Case:
 
 
 def build(dit: dict, audio: dict, device, dtype):  # type: ignore[no-untyped-def]
-    from talkgen.engines.native.real_size import random_dit
+    from talkgen.engines.native.weights.real_size import random_dit
 
     return random_dit(dit, audio, device, dtype)
 
@@ -92,9 +92,9 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    from talkgen.engines.native.quiet import quiet_hub_logging
-    from talkgen.engines.native.real_size import REAL_AUDIO, REAL_DIT
-    from talkgen.engines.native.tiny import AUDIO, DIT
+    from talkgen.engines.native.weights.quiet import quiet_hub_logging
+    from talkgen.engines.native.weights.real_size import REAL_AUDIO, REAL_DIT
+    from talkgen.engines.native.weights.tiny import AUDIO, DIT
 
     quiet_hub_logging()
 

@@ -30,10 +30,10 @@ def run_mode(mode: str, size: tuple[int, int], steps: int, smoke: bool, work: Pa
     import torch
 
     from talkgen import hookimpl
-    from talkgen.engines.native.components import Components
-    from talkgen.engines.native.engine import NativeEngine
-    from talkgen.engines.native.memory import Activations, estimate
-    from talkgen.engines.native.options import NativeOptions
+    from talkgen.engines.native.devices.components import Components
+    from talkgen.engines.native.devices.memory import Activations, estimate
+    from talkgen.engines.native.devices.options import NativeOptions
+    from talkgen.engines.native.run.engine import NativeEngine
     from talkgen.plugins import register_plugin, reset_registry, unregister_plugin
     from talkgen.service import TalkGen
     from talkgen.settings import Settings
@@ -44,16 +44,16 @@ def run_mode(mode: str, size: tuple[int, int], steps: int, smoke: bool, work: Pa
                         native_offload=mode)
     started = time.perf_counter()
     if smoke:
-        from talkgen.engines.native.layout import ModelFiles
-        from talkgen.engines.native.models import load_models
-        from talkgen.engines.native.tiny import write_tiny
+        from talkgen.engines.native.weights.layout import ModelFiles
+        from talkgen.engines.native.weights.models import load_models
+        from talkgen.engines.native.weights.tiny import write_tiny
 
         tiny = settings.model_copy(update={"models_dir": write_tiny(work / f"tiny-{mode}")})
         options = NativeOptions.from_settings(tiny)
         models = load_models(ModelFiles.from_settings(tiny), options, dict.fromkeys(
             ("text", "image", "audio", "vae", "dit"), device))
     else:
-        from talkgen.engines.native.real_size import random_models
+        from talkgen.engines.native.weights.real_size import random_models
 
         options = NativeOptions.from_settings(settings)
         models = random_models(device, options.dtype, adapters={})
@@ -106,7 +106,7 @@ def main() -> int:
 
     import torch
 
-    from talkgen.engines.native.quiet import quiet_hub_logging
+    from talkgen.engines.native.weights.quiet import quiet_hub_logging
 
     quiet_hub_logging()
     if not args.smoke and not torch.cuda.is_available():

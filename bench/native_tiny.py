@@ -75,7 +75,7 @@ def main() -> None:
     if args.child is not None:
         child(args.child, args.size, args.models, args.work)
         return
-    from talkgen.engines.native.tiny import write_tiny
+    from talkgen.engines.native.weights.tiny import write_tiny
 
     with tempfile.TemporaryDirectory() as tmp:
         models = write_tiny(Path(tmp) / "models")

@@ -22,8 +22,8 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from talkgen.engines.native import transformer  # noqa: E402
-from talkgen.engines.native.real_size import REAL_AUDIO, REAL_DIT, random_dit  # noqa: E402
-from talkgen.engines.native.speakers import speaker_masks  # noqa: E402
+from talkgen.engines.native.model.speakers import speaker_masks  # noqa: E402
+from talkgen.engines.native.weights.real_size import REAL_AUDIO, REAL_DIT, random_dit  # noqa: E402
 from talkgen.media.boxes import default_boxes  # noqa: E402
 from tests.native import two_speakers_reference as old  # noqa: E402
 
@@ -88,7 +88,7 @@ def parts(model: torch.nn.Module, args: dict, repeats: int, sync) -> list[str]: 
     "8-wide values" is the map with values narrower than the head dim (not flash-eligible: SDPA picks the
     memory-efficient kernel on CUDA, the math one on CPU), to choose the width on a GPU.
     """
-    from talkgen.engines.native import speakers
+    from talkgen.engines.native.model import speakers
 
     block, cfg = model.blocks[0], model.config
     attn = block.attn1

@@ -28,8 +28,8 @@ def tiny(directory: Path, seed: int, fp8: bool) -> None:
     from talkgen.cli import _reported_errors
 
     with _reported_errors(False):
-        from talkgen.engines.native.tiny import write_tiny
-        from talkgen.engines.native.tiny_fp8 import write_tiny_fp8
+        from talkgen.engines.native.weights.tiny import write_tiny
+        from talkgen.engines.native.weights.tiny_fp8 import write_tiny_fp8
 
         started = time.perf_counter()
         dit = write_tiny_fp8(directory, seed=seed) if fp8 else None
@@ -51,7 +51,7 @@ def download(name: str, directory: Path | None, skip_optional: bool, endpoint: s
     from talkgen.cli import _reported_errors
 
     with _reported_errors(False):
-        from talkgen.engines.native.download import download as run_download
+        from talkgen.engines.native.weights.download import download as run_download
 
         run_download(name, directory or _default_dir(), endpoint=endpoint, token=token,
                      include_optional=not skip_optional, report=click.echo)
@@ -65,7 +65,7 @@ def verify(name: str, directory: Path | None) -> None:
     from talkgen.cli import _reported_errors
 
     with _reported_errors(False):
-        from talkgen.engines.native.download import verify as run_verify
+        from talkgen.engines.native.weights.download import verify as run_verify
 
         problems = run_verify(name, directory or _default_dir())
     for path, problem in problems:
@@ -78,7 +78,7 @@ def verify(name: str, directory: Path | None) -> None:
 @models.command(name="list")
 def list_sets() -> None:
     """Model sets that `download` knows."""
-    from talkgen.engines.native.download import iter_manifest_summary, manifest_names
+    from talkgen.engines.native.weights.download import iter_manifest_summary, manifest_names
 
     for name in manifest_names():
         for line in iter_manifest_summary(name):

@@ -202,8 +202,8 @@ def test_bf16_dit_matches_fp32(gpu, tiny_models):
     """The same tiny random weights in bf16 and fp32 on the device: relative L2 of the output under 3e-2."""
     import torch
 
-    from talkgen.engines.native.layout import ModelFiles
-    from talkgen.engines.native.loading import load_transformer
+    from talkgen.engines.native.weights.layout import ModelFiles
+    from talkgen.engines.native.weights.loading import load_transformer
     from talkgen.settings import Settings
 
     files = ModelFiles.from_settings(Settings(models_dir=tiny_models))
@@ -229,7 +229,7 @@ def test_bf16_dit_matches_fp32(gpu, tiny_models):
 def test_visitor_moves_weights_up_and_back_to_pinned_memory(cuda_only):
     import torch
 
-    from talkgen.engines.native.placement import Visitor
+    from talkgen.engines.native.devices.placement import Visitor
 
     model = torch.nn.Linear(64, 64)
     x = torch.randn(2, 64)
@@ -247,7 +247,7 @@ def test_real_out_of_memory_is_coded_and_the_engine_goes_on(cuda_only, gpu_setti
                                                              monkeypatch):
     import torch
 
-    from talkgen.engines.native import generate as generate_module
+    from talkgen.engines.native.run import generate as generate_module
     from talkgen.errors import OutOfMemory
     from talkgen.service import TalkGen
 
@@ -270,7 +270,7 @@ def test_real_out_of_memory_is_coded_and_the_engine_goes_on(cuda_only, gpu_setti
 
 DEVICE_ASSERT = """
 import json, sys, torch
-from talkgen.engines.native import generate
+from talkgen.engines.native.run import generate
 from talkgen.runtimes import runpod as worker
 def broken(*args, **kwargs):
     index = torch.tensor([10], device="cuda")

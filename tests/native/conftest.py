@@ -14,7 +14,7 @@ SIZE = 128
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from talkgen.engines.native.tiny import write_tiny
+    from talkgen.engines.native.weights.tiny import write_tiny
 
     return write_tiny(tmp_path_factory.mktemp("tiny-models"), seed=0)
 
@@ -62,7 +62,7 @@ def request(media: Path, **fields):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def tiny_fp8_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The tiny preset (same seed as `tiny_models`) with fp8 ``_scaled`` adapters and DiT file: (root, DiT file)."""
-    from talkgen.engines.native.tiny_fp8 import write_tiny_fp8
+    from talkgen.engines.native.weights.tiny_fp8 import write_tiny_fp8
 
     root = tmp_path_factory.mktemp("tiny-fp8-models")
     return root, write_tiny_fp8(root, seed=0)

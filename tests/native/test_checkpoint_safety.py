@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from talkgen.engines.native import checkpoint as ckpt
-from talkgen.engines.native.checkpoint import Checkpoint, checkpoint_root
+from talkgen.engines.native.run import checkpoint as ckpt
+from talkgen.engines.native.run.checkpoint import Checkpoint, checkpoint_root
 from talkgen.errors import EngineFailed, OutputFailed
 from tests.native.conftest import request
 from tests.support.video_check import decode

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from talkgen.engines.native.download import LOCK_FILE, download, verify
+from talkgen.engines.native.weights.download import LOCK_FILE, download, verify
 from talkgen.errors import EngineUnavailable, FetchFailed
 from tests.conftest import subprocess_env
 from tests.support.fake_hub import FakeHub
@@ -49,7 +49,7 @@ def hub():
 
 
 def test_interrupted_download_resumes_and_verifies(hub, tmp_path, monkeypatch):
-    from talkgen.engines.native import download as download_module
+    from talkgen.engines.native.weights import download as download_module
 
     monkeypatch.setattr(download_module.time, "sleep", lambda _s: None)  # retry pauses
     manifest, models = _manifest(tmp_path), tmp_path / "models"
@@ -110,7 +110,7 @@ def test_cli_download_skip_optional_and_unknown_set(hub, tmp_path):
 
 
 def test_shipped_manifest_is_complete():
-    from talkgen.engines.native.download import load_manifest, manifest_files
+    from talkgen.engines.native.weights.download import load_manifest, manifest_files
 
     files = manifest_files(load_manifest("infinitetalk-480p"))
     paths = {str(f.target) for f in files}

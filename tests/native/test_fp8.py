@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from talkgen.engines.native.fp8 import Fp8Linear
-from talkgen.engines.native.layout import ADAPTERS, WAN_ORIGINAL_DIR
-from talkgen.engines.native.loading import load_transformer
-from talkgen.engines.native.memory import module_bytes
+from talkgen.engines.native.devices.memory import module_bytes
+from talkgen.engines.native.model.fp8 import Fp8Linear
+from talkgen.engines.native.weights.layout import ADAPTERS, WAN_ORIGINAL_DIR
+from talkgen.engines.native.weights.loading import load_transformer
 from talkgen.errors import EngineUnavailable
 from tests.native.conftest import request
 from tests.native.test_weights import CONFIG, _run
@@ -73,9 +73,9 @@ def test_fp8_halves_the_block_weights(tiny_models: Path, tiny_fp8_models: tuple[
 
 def test_real_size_dit_halves():
     """The 14B DiT + adapter on the meta device: what `quant=fp8` keeps in fp8 is ~97 % of its bytes."""
-    from talkgen.engines.native.fp8 import convert_linears, fp8_layers
-    from talkgen.engines.native.loading import build_empty
-    from talkgen.engines.native.real_size import REAL_AUDIO, REAL_DIT
+    from talkgen.engines.native.model.fp8 import convert_linears, fp8_layers
+    from talkgen.engines.native.weights.loading import build_empty
+    from talkgen.engines.native.weights.real_size import REAL_AUDIO, REAL_DIT
 
     model = build_empty({**REAL_DIT, **REAL_AUDIO})
     bf16 = sum(p.numel() * (4 if "norm" in n or "scale_shift" in n or "time_embedder" in n else 2)
@@ -176,7 +176,7 @@ def test_mismatched_scale_file_fails_the_job(tiny_fp8_models: tuple[Path, Path],
 
 
 def test_plain_fp8_file_has_scale_one(tiny_models: Path, tmp_path: Path):
-    from talkgen.engines.native.tiny_fp8 import write_tiny_fp8
+    from talkgen.engines.native.weights.tiny_fp8 import write_tiny_fp8
 
     dit = write_tiny_fp8(tmp_path / "plain", scaled=False)
     model = load_transformer(dit, CONFIG, adapter=tmp_path / "plain" / ADAPTERS[1])
@@ -198,8 +198,8 @@ def test_lora_on_fp8_is_merged_then_quantised_again(tiny_models: Path, tiny_fp8_
 
 def test_adapter_conform_for_the_speaker_swap(tiny_models: Path, tiny_fp8_models: tuple[Path, Path]):
     """`conform` puts any adapter file in the loaded model's form (what `Components.use_adapter` copies in)."""
-    from talkgen.engines.native.fp8_scales import conform
-    from talkgen.engines.native.weights import read_weights
+    from talkgen.engines.native.weights.fp8_scales import conform
+    from talkgen.engines.native.weights.tensors import read_weights
 
     root, dit = tiny_fp8_models
     for model in (load_transformer(dit, CONFIG, adapter=root / ADAPTERS[1]), _reference(tiny_models)):
@@ -214,8 +214,8 @@ def test_adapter_conform_for_the_speaker_swap(tiny_models: Path, tiny_fp8_models
 
 @pytest.mark.parametrize("quant", ["none", "fp8"])
 def test_footprint_counts_fp8_bytes(tiny_models: Path, tiny_fp8_models: tuple[Path, Path], quant: str):
-    from talkgen.engines.native.layout import ModelFiles
-    from talkgen.engines.native.models import footprint_from_files
+    from talkgen.engines.native.weights.layout import ModelFiles
+    from talkgen.engines.native.weights.models import footprint_from_files
     from talkgen.settings import Settings
 
     root, dit = tiny_fp8_models

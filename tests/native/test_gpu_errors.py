@@ -22,7 +22,7 @@ DRIVER_TOO_OLD = ("The NVIDIA driver on your system is too old (found version 11
     ("mat1 and mat2 shapes cannot be multiplied (4x3 and 4x4)", None),  # a bug, not the GPU
 ])
 def test_cuda_messages_map_to_codes(message, code):
-    from talkgen.engines.native.gpu_errors import as_gpu_error
+    from talkgen.engines.native.devices.gpu_errors import as_gpu_error
 
     error = as_gpu_error(RuntimeError(message), "at 832x480", "none", False)
     assert (error.code if error else None) == code
@@ -40,7 +40,7 @@ def test_cuda_messages_map_to_codes(message, code):
 def test_out_of_memory_names_the_next_lighter_setting(offload, tiling, advice):
     import torch
 
-    from talkgen.engines.native.gpu_errors import as_gpu_error
+    from talkgen.engines.native.devices.gpu_errors import as_gpu_error
 
     error = as_gpu_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "at 1280x720",
                          offload, tiling)
@@ -51,8 +51,8 @@ def test_out_of_memory_names_the_next_lighter_setting(offload, tiling, advice):
 def test_a_gpu_this_torch_cannot_use_is_an_error_not_a_silent_cpu_run(monkeypatch, native_settings):
     import torch
 
-    from talkgen.engines.native import gpu_errors
-    from talkgen.engines.native.options import NativeOptions
+    from talkgen.engines.native.devices import gpu_errors
+    from talkgen.engines.native.devices.options import NativeOptions
     from talkgen.errors import GpuUnavailable
 
     monkeypatch.setattr(torch.version, "cuda", "13.0")
@@ -72,7 +72,7 @@ def test_a_gpu_this_torch_cannot_use_is_an_error_not_a_silent_cpu_run(monkeypatc
 
 
 def test_a_gpu_failing_mid_job_marks_the_worker_for_refresh(native_settings, native_media, monkeypatch):
-    from talkgen.engines.native import generate as generate_module
+    from talkgen.engines.native.run import generate as generate_module
     from talkgen.runtimes import runpod as worker
     from talkgen.service import TalkGen
 

@@ -25,9 +25,9 @@ def real_footprint():
         Wav2Vec2Model,
     )
 
-    from talkgen.engines.native.memory import Footprint
-    from talkgen.engines.native.real_size import REAL_AUDIO, REAL_DIT
-    from talkgen.engines.native.transformer import InfiniteTalkTransformer3DModel
+    from talkgen.engines.native.devices.memory import Footprint
+    from talkgen.engines.native.model.transformer import InfiniteTalkTransformer3DModel
+    from talkgen.engines.native.weights.real_size import REAL_AUDIO, REAL_DIT
 
     with torch.device("meta"):
         text = UMT5EncoderModel(UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
@@ -47,7 +47,7 @@ def real_footprint():
     (22.5, "group", False, True),  # 4090 / A10 / L4 24 GB
 ])
 def test_auto_picks_the_plan_the_card_can_hold(real_footprint, free_gib, offload, tiling, text_on_gpu):
-    from talkgen.engines.native.memory import Activations, plan_memory
+    from talkgen.engines.native.devices.memory import Activations, plan_memory
 
     plan = plan_memory("auto", False, real_footprint, Activations.for_size(832, 480), int(free_gib * GIB))
     assert (plan.offload, plan.vae_tiling, plan.text_on_gpu) == (offload, tiling, text_on_gpu), plan.describe()
@@ -55,7 +55,7 @@ def test_auto_picks_the_plan_the_card_can_hold(real_footprint, free_gib, offload
 
 
 def test_a_bigger_job_needs_a_lighter_plan(real_footprint):
-    from talkgen.engines.native.memory import Activations, plan_memory
+    from talkgen.engines.native.devices.memory import Activations, plan_memory
 
     at_480 = plan_memory("auto", False, real_footprint, Activations.for_size(832, 480), 70 * GIB)
     at_720 = plan_memory("auto", False, real_footprint, Activations.for_size(1280, 720), 70 * GIB)
@@ -64,7 +64,7 @@ def test_a_bigger_job_needs_a_lighter_plan(real_footprint):
 
 
 def test_explicit_offload_is_kept_even_when_it_does_not_fit(real_footprint):
-    from talkgen.engines.native.memory import Activations, plan_memory
+    from talkgen.engines.native.devices.memory import Activations, plan_memory
 
     plan = plan_memory("none", False, real_footprint, Activations.for_size(832, 480), 22 * GIB)
     assert plan.offload == "none" and not plan.fits
@@ -73,10 +73,10 @@ def test_explicit_offload_is_kept_even_when_it_does_not_fit(real_footprint):
 def test_footprint_from_file_headers_matches_the_loaded_models(tiny_models, native_settings):
     import torch
 
-    from talkgen.engines.native.components import Components
-    from talkgen.engines.native.layout import ModelFiles
-    from talkgen.engines.native.models import footprint_from_files
-    from talkgen.engines.native.options import NativeOptions
+    from talkgen.engines.native.devices.components import Components
+    from talkgen.engines.native.devices.options import NativeOptions
+    from talkgen.engines.native.weights.layout import ModelFiles
+    from talkgen.engines.native.weights.models import footprint_from_files
 
     files = ModelFiles.from_settings(native_settings)
     predicted = footprint_from_files(files, torch.float32)
@@ -94,7 +94,7 @@ def test_a_visitor_on_the_cpu_runs_the_model_in_place():
     """(On a GPU, tests/gpu checks the visit itself: weights up for the block, back to pinned CPU memory.)"""
     import torch
 
-    from talkgen.engines.native.placement import Visitor
+    from talkgen.engines.native.devices.placement import Visitor
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4)).eval()
     pointers = [t.data_ptr() for t in model.state_dict().values()]
@@ -108,7 +108,7 @@ def test_a_visitor_on_the_cpu_runs_the_model_in_place():
 def test_auto_moves_to_a_lighter_plan_when_a_job_does_not_fit(native_settings, native_media, tmp_path,
                                                                monkeypatch):
     """The re-planning path on CPU, with the free memory a small card would report: the video is unchanged."""
-    from talkgen.engines.native import components
+    from talkgen.engines.native.devices import components
     from talkgen.service import TalkGen
 
     def run(name: str):  # type: ignore[no-untyped-def]

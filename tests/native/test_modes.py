@@ -31,7 +31,7 @@ def test_i2v_single_two_windows(native_service, native_media, tmp_path):
 
 @pytest.mark.parametrize("audio_type, seconds", [("para", 3.4), ("add", 3.4 + 1.6)])
 def test_i2v_two_speakers(native_service, native_media, tmp_path, audio_type, seconds, monkeypatch):
-    from talkgen.engines.native import generate as generate_module
+    from talkgen.engines.native.run import generate as generate_module
 
     calls = []
     original = generate_module.speaker_masks

@@ -60,7 +60,7 @@ def test_gpu_out_of_memory_is_a_clear_retryable_error_and_the_engine_stays(nativ
                                                                           monkeypatch):
     import torch
 
-    from talkgen.engines.native import sampler
+    from talkgen.engines.native.run import sampler
     from talkgen.errors import OutOfMemory
     from talkgen.service import TalkGen
 
@@ -70,7 +70,7 @@ def test_gpu_out_of_memory_is_a_clear_retryable_error_and_the_engine_stays(nativ
     def exhausted(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    from talkgen.engines.native import generate as generate_module
+    from talkgen.engines.native.run import generate as generate_module
 
     monkeypatch.setattr(generate_module, "sample", exhausted)
     with pytest.raises(OutOfMemory, match="TALKGEN_NATIVE_OFFLOAD") as info:

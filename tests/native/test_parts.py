@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from talkgen.engines.native.audio_proj import gather_windows, pack_latent_windows
-from talkgen.engines.native.colour import lab_to_rgb, match_colours, reference_stats, rgb_to_lab
-from talkgen.engines.native.sampler import guided, passes, timesteps
-from talkgen.engines.native.speakers import speaker_masks, token_positions
-from talkgen.engines.native.windows import audio_positions
+from talkgen.engines.native.model.audio_proj import gather_windows, pack_latent_windows
+from talkgen.engines.native.model.speakers import speaker_masks, token_positions
+from talkgen.engines.native.run.colour import lab_to_rgb, match_colours, reference_stats, rgb_to_lab
+from talkgen.engines.native.run.sampler import guided, passes, timesteps
+from talkgen.engines.native.run.windows import audio_positions
 from talkgen.media.boxes import default_boxes
 from talkgen.plan import windows
 
@@ -18,7 +18,7 @@ from talkgen.plan import windows
 def test_wav2vec2_features_at_25fps_with_the_real_layer_layout():
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-    from talkgen.engines.native.audio_encoder import AudioEncoder
+    from talkgen.engines.native.model.audio_encoder import AudioEncoder
 
     torch.manual_seed(0)
     config = Wav2Vec2Config(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=256,
@@ -47,7 +47,7 @@ def test_wav2vec2_features_at_25fps_with_the_real_layer_layout():
 def test_long_audio_is_encoded_in_segments_to_a_memmap(tmp_path, monkeypatch):
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-    from talkgen.engines.native import audio_encoder
+    from talkgen.engines.native.model import audio_encoder
 
     model = Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                          intermediate_size=64, conv_dim=(32,) * 7, num_conv_pos_embeddings=16,
@@ -107,8 +107,8 @@ def test_speaker_masks_follow_the_crop_and_routing_positions():
 
 
 def test_one_speaker_skips_the_reference_map(monkeypatch):
-    from talkgen.engines.native import transformer as module
-    from talkgen.engines.native.tiny import AUDIO, DIT
+    from talkgen.engines.native.model import transformer as module
+    from talkgen.engines.native.weights.tiny import AUDIO, DIT
 
     calls = []
     real = module.reference_attention_map
@@ -139,7 +139,7 @@ def test_colour_conversion_round_trip_and_matching():
 
 
 def test_one_pass_when_both_guidance_scales_are_1_equals_the_two_pass_path_bit_for_bit(monkeypatch):
-    from talkgen.engines.native import sampler
+    from talkgen.engines.native.run import sampler
 
     def predict(name: str, t: float, latent: torch.Tensor) -> torch.Tensor:
         calls.append(name)

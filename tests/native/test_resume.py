@@ -60,7 +60,7 @@ def test_sigkill_after_window_two_then_resume(native_service, native_media, tiny
 
 
 def test_checkpoint_of_another_request_is_not_reused(native_settings, native_media, tmp_path):
-    from talkgen.engines.native.checkpoint import Checkpoint
+    from talkgen.engines.native.run.checkpoint import Checkpoint
 
     url = str(tmp_path / "ck")
     first = Checkpoint(url, "fingerprint-a")
@@ -76,7 +76,7 @@ def test_checkpoint_of_another_request_is_not_reused(native_settings, native_med
 def test_checkpoints_on_s3(native_settings, native_media, tmp_path):
     """The checkpoint location is any fsspec URL: here a moto S3 server."""
     pytest.importorskip("s3fs")
-    from talkgen.engines.native.checkpoint import Checkpoint
+    from talkgen.engines.native.run.checkpoint import Checkpoint
     from tests.support.s3 import MotoS3
 
     with MotoS3() as s3:

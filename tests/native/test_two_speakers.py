@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from talkgen.engines.native import speakers
-from talkgen.engines.native.speakers import mask_values, speaker_masks, token_masks
-from talkgen.engines.native.transformer import InfiniteTalkTransformer3DModel
+from talkgen.engines.native.model import speakers
+from talkgen.engines.native.model.speakers import mask_values, speaker_masks, token_masks
+from talkgen.engines.native.model.transformer import InfiniteTalkTransformer3DModel
 from talkgen.media.boxes import default_boxes
 from tests.native import two_speakers_reference as old
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from talkgen.engines.native.keys import to_diffusers, to_original
-from talkgen.engines.native.layout import ADAPTERS, WAN_DIR, WAN_ORIGINAL_DIR
-from talkgen.engines.native.loading import load_transformer
+from talkgen.engines.native.weights.keys import to_diffusers, to_original
+from talkgen.engines.native.weights.layout import ADAPTERS, WAN_DIR, WAN_ORIGINAL_DIR
+from talkgen.engines.native.weights.loading import load_transformer
 from talkgen.errors import EngineUnavailable
 
 CONFIG = {"audio_layers": 2}

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from talkgen.engines.native.parallel import enable_context_parallel
-from talkgen.engines.native.speakers import speaker_masks
-from talkgen.engines.native.tiny import AUDIO, DIT
-from talkgen.engines.native.transformer import InfiniteTalkTransformer3DModel
+from talkgen.engines.native.model.parallel import enable_context_parallel
+from talkgen.engines.native.model.speakers import speaker_masks
+from talkgen.engines.native.model.transformer import InfiniteTalkTransformer3DModel
+from talkgen.engines.native.weights.tiny import AUDIO, DIT
 from talkgen.media.boxes import default_boxes
 
 

@@ -21,6 +21,6 @@ def create(settings: Settings):  # type: ignore[no-untyped-def]
             "your GPU) and then `pip install 'talkgen[native]'`.",
             retryable=False,
         )
-    from talkgen.engines.native.engine import NativeEngine
+    from talkgen.engines.native.run.engine import NativeEngine
 
     return NativeEngine(settings)

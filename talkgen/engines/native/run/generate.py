@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from talkgen.engines.native.checkpoint import Checkpoint, Resume, checkpoint_root
-from talkgen.engines.native.colour import match_colours, reference_stats
-from talkgen.engines.native.output_worker import OutputWorker
-from talkgen.engines.native.sampler import passes, sample, timesteps
-from talkgen.engines.native.speakers import speaker_masks
-from talkgen.engines.native.windows import audio_windows, first_frame_mask, frame_to_tensor, video_to_uint8
+from talkgen.engines.native.model.speakers import speaker_masks
+from talkgen.engines.native.run.checkpoint import Checkpoint, Resume, checkpoint_root
+from talkgen.engines.native.run.colour import match_colours, reference_stats
+from talkgen.engines.native.run.output_worker import OutputWorker
+from talkgen.engines.native.run.sampler import passes, sample, timesteps
+from talkgen.engines.native.run.windows import audio_windows, first_frame_mask, frame_to_tensor, video_to_uint8
 from talkgen.errors import EngineFailed, InvalidRequest
 from talkgen.media.boxes import default_boxes
 from talkgen.mode import ALL_ROLES
 from talkgen.plan import Window, window_source_frame
 
 if TYPE_CHECKING:
-    from talkgen.engines.native.components import Components
-    from talkgen.engines.native.layout import Preset
+    from talkgen.engines.native.devices.components import Components
+    from talkgen.engines.native.weights.layout import Preset
     from talkgen.job import Job
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
-from talkgen.engines.native.keys import strip_prefix
-from talkgen.engines.native.layout import ModelFiles
-from talkgen.engines.native.loading import load_transformer, read_config
-from talkgen.engines.native.memory import Footprint, dit_bytes, weight_bytes, weight_sizes
-from talkgen.engines.native.options import NativeOptions
+from talkgen.engines.native.devices.memory import Footprint, dit_bytes, weight_bytes, weight_sizes
+from talkgen.engines.native.devices.options import NativeOptions
+from talkgen.engines.native.weights.keys import strip_prefix
+from talkgen.engines.native.weights.layout import ModelFiles
+from talkgen.engines.native.weights.loading import load_transformer, read_config
 
 
 @dataclass

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from talkgen.engines.native.fp8 import STORAGE, quantize
-from talkgen.engines.native.layout import ADAPTERS, WAN_ORIGINAL_DIR
-from talkgen.engines.native.tiny import write_tiny
+from talkgen.engines.native.model.fp8 import STORAGE, quantize
+from talkgen.engines.native.weights.layout import ADAPTERS, WAN_ORIGINAL_DIR
+from talkgen.engines.native.weights.tiny import write_tiny
 
 FP8_DIR = "fp8"
 DIT_FILE = "Wan2_1-I2V-14B-480P_fp8_e4m3fn_scaled_KJ.safetensors"

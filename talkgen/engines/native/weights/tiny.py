@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from talkgen.engines.native.keys import to_original
-from talkgen.engines.native.layout import ADAPTERS, WAN_DIR, WAN_ORIGINAL_DIR, WAV2VEC_DIR, Preset
+from talkgen.engines.native.weights.keys import to_original
+from talkgen.engines.native.weights.layout import ADAPTERS, WAN_DIR, WAN_ORIGINAL_DIR, WAV2VEC_DIR, Preset
 
 TINY = Preset(name="tiny", steps=4, guidance_scale=5.0, audio_guidance_scale=4.0, shift=7.0, shift_720p=11.0,
               notes={"weights": "random (seeded): shows the pipeline, not a real face"})
@@ -37,7 +37,7 @@ def write_tiny(root: Path, seed: int = 0) -> Path:
     """Write the tiny preset under ``root`` and return it."""
     from safetensors.torch import save_file
 
-    from talkgen.engines.native.quiet import quiet_hub_logging
+    from talkgen.engines.native.weights.quiet import quiet_hub_logging
 
     quiet_hub_logging()
     root = Path(root)
@@ -52,7 +52,7 @@ def write_tiny(root: Path, seed: int = 0) -> Path:
 
     from diffusers import WanTransformer3DModel
 
-    from talkgen.engines.native.transformer import InfiniteTalkTransformer3DModel
+    from talkgen.engines.native.model.transformer import InfiniteTalkTransformer3DModel
 
     full = InfiniteTalkTransformer3DModel(**DIT, **AUDIO)
     state = {k: v.contiguous() for k, v in full.state_dict().items()}

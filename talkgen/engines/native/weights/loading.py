@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from talkgen.engines.native.fp8 import convert_linears, fp8_layers, settle
-from talkgen.engines.native.fp8_scales import take_scales
-from talkgen.engines.native.transformer import InfiniteTalkTransformer3DModel
-from talkgen.engines.native.weights import cast_for, check_against, merge_lora, read_weights, unusable
+from talkgen.engines.native.model.fp8 import convert_linears, fp8_layers, settle
+from talkgen.engines.native.model.transformer import InfiniteTalkTransformer3DModel
+from talkgen.engines.native.weights.fp8_scales import take_scales
+from talkgen.engines.native.weights.tensors import cast_for, check_against, merge_lora, read_weights, unusable
 
 ORIGINAL_CONFIG_KEYS = {"dim", "num_heads", "in_dim"}
 """Keys that mark a config.json in Wan's original naming."""

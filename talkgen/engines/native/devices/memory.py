@@ -153,7 +153,7 @@ def free_bytes(device: torch.device) -> int | None:
 
 def module_bytes(module: torch.nn.Module) -> int:
     """Bytes of a module's parameters and buffers (tied weights once)."""
-    from talkgen.engines.native.placement import unique_tensors
+    from talkgen.engines.native.devices.placement import unique_tensors
 
     return sum(t.numel() * t.element_size() for t in unique_tensors(chain(module.parameters(), module.buffers())))
 
@@ -172,7 +172,7 @@ def weight_sizes(path: Path) -> dict[str, Size]:
     headers only (no tensor is loaded)."""
     from safetensors import safe_open
 
-    from talkgen.engines.native.weights import unusable, weight_files
+    from talkgen.engines.native.weights.tensors import unusable, weight_files
 
     files = weight_files(path)
     out: dict[str, tuple[int, int]] = {}

@@ -24,10 +24,10 @@ from diffusers.models.transformers.transformer_wan import (
 )
 from torch import nn
 
-from talkgen.engines.native.audio_attention import AudioCrossAttention
-from talkgen.engines.native.audio_proj import AudioProjModel, pack_latent_windows
-from talkgen.engines.native.parallel import Shard, shard_of
-from talkgen.engines.native.speakers import mask_values, reference_attention_map, token_masks, token_positions
+from talkgen.engines.native.model.audio_attention import AudioCrossAttention
+from talkgen.engines.native.model.audio_proj import AudioProjModel, pack_latent_windows
+from talkgen.engines.native.model.parallel import Shard, shard_of
+from talkgen.engines.native.model.speakers import mask_values, reference_attention_map, token_masks, token_positions
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from talkgen.engines.native.layout import PRESET_FILE, Preset
+from talkgen.engines.native.weights.layout import PRESET_FILE, Preset
 from talkgen.errors import EngineUnavailable, FetchFailed, InvalidRequest
 
 MANIFESTS = Path(__file__).parent / "manifests"

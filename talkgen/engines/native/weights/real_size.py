@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from talkgen.engines.native.models import Models
+from talkgen.engines.native.weights.models import Models
 
 REAL_DIT = {"num_attention_heads": 40, "attention_head_dim": 128, "in_channels": 36, "out_channels": 16,
             "text_dim": 4096, "freq_dim": 256, "ffn_dim": 13824, "num_layers": 40, "image_dim": 1280,
@@ -28,7 +28,7 @@ def random_dit(dit: dict, audio: dict, device: torch.device, dtype: torch.dtype)
     """The DiT with random weights, norms at 1, norms/modulation in fp32 as the loader keeps them."""
     from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
-    from talkgen.engines.native.loading import build_empty
+    from talkgen.engines.native.weights.loading import build_empty
 
     model = build_empty({**dit, **audio})
     model.to_empty(device=device)
@@ -64,7 +64,7 @@ def random_models(device: torch.device, dtype: torch.dtype, adapters: dict[int, 
         Wav2Vec2Model,
     )
 
-    from talkgen.engines.native.tiny import write_tokenizer
+    from talkgen.engines.native.weights.tiny import write_tokenizer
 
     folder = Path(tempfile.mkdtemp(prefix="talkgen-tokenizer-"))
     write_tokenizer(folder)

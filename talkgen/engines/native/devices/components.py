@@ -17,16 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from talkgen.engines.native.audio_encoder import AudioEncoder
-from talkgen.engines.native.fp8_scales import conform
-from talkgen.engines.native.gpu_errors import as_gpu_error
-from talkgen.engines.native.layout import TEXT_TOKENS, ModelFiles
-from talkgen.engines.native.memory import Activations, MemoryPlan, free_bytes, plan_memory
-from talkgen.engines.native.models import Models, footprint_from_files, load_models
-from talkgen.engines.native.options import NativeOptions
-from talkgen.engines.native.placement import Visitor
-from talkgen.engines.native.quiet import quiet_hub_logging
-from talkgen.engines.native.weights import read_weights
+from talkgen.engines.native.devices.gpu_errors import as_gpu_error
+from talkgen.engines.native.devices.memory import Activations, MemoryPlan, free_bytes, plan_memory
+from talkgen.engines.native.devices.options import NativeOptions
+from talkgen.engines.native.devices.placement import Visitor
+from talkgen.engines.native.model.audio_encoder import AudioEncoder
+from talkgen.engines.native.weights.fp8_scales import conform
+from talkgen.engines.native.weights.layout import TEXT_TOKENS, ModelFiles
+from talkgen.engines.native.weights.models import Models, footprint_from_files, load_models
+from talkgen.engines.native.weights.quiet import quiet_hub_logging
+from talkgen.engines.native.weights.tensors import read_weights
 from talkgen.errors import EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class Components:
         for block in t.blocks:
             block.audio_cross_attn._attention_backend = backend
         if self.options.world > 1:
-            from talkgen.engines.native.parallel import enable_context_parallel
+            from talkgen.engines.native.model.parallel import enable_context_parallel
 
             enable_context_parallel(t, self.device, self.options.world)
 
@@ -176,7 +176,7 @@ class Components:
             from diffusers.hooks import FirstBlockCacheConfig
             from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
 
-            from talkgen.engines.native.transformer import InfiniteTalkBlock
+            from talkgen.engines.native.model.transformer import InfiniteTalkBlock
 
             TransformerBlockRegistry.register(InfiniteTalkBlock, TransformerBlockMetadata(return_hidden_states_index=0))
             t.enable_cache(FirstBlockCacheConfig(threshold=self.options.cache_threshold))

@@ -6,7 +6,7 @@ import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from torch import nn
 
-from talkgen.engines.native.speakers import audio_token_positions, rope_1d
+from talkgen.engines.native.model.speakers import audio_token_positions, rope_1d
 
 
 class AudioCrossAttention(nn.Module):

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from talkgen.engines.native.components import Components
-from talkgen.engines.native.generate import WindowLoop
-from talkgen.engines.native.gpu_errors import as_gpu_error
-from talkgen.engines.native.layout import ModelFiles
-from talkgen.engines.native.options import NativeOptions
+from talkgen.engines.native.devices.components import Components
+from talkgen.engines.native.devices.gpu_errors import as_gpu_error
+from talkgen.engines.native.devices.options import NativeOptions
+from talkgen.engines.native.run.generate import WindowLoop
+from talkgen.engines.native.weights.layout import ModelFiles
 from talkgen.settings import Settings
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ A scaled file stores a Linear's weight in fp8 and, next to it, ``<linear>.scale_
 scalar with real weight = stored × scale (``.weight_scale`` is the same thing under another name).
 ComfyUI also writes a ``scaled_fp8`` marker (an empty tensor whose dtype names the format) and may
 write ``<linear>.scale_input`` (an activation scale for fp8 matmuls); neither is needed to dequantise,
-`talkgen.engines.native.weights` drops both while reading. Plain fp8 files (``*_fp8_e4m3fn.safetensors``,
+`talkgen.engines.native.weights.tensors` drops both while reading. Plain fp8 files (``*_fp8_e4m3fn.safetensors``,
 the seed's base DiT) have no scales: scale 1.
 """
 
@@ -14,8 +14,8 @@ from collections import defaultdict
 
 import torch
 
-from talkgen.engines.native.fp8 import SCALE, is_fp8, settle
-from talkgen.engines.native.weights import unusable
+from talkgen.engines.native.model.fp8 import SCALE, is_fp8, settle
+from talkgen.engines.native.weights.tensors import unusable
 
 SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from talkgen.engines.native.fp8 import SCALE, dequantize, is_fp8
-from talkgen.engines.native.keys import looks_original, strip_prefix, to_diffusers
+from talkgen.engines.native.model.fp8 import SCALE, dequantize, is_fp8
+from talkgen.engines.native.weights.keys import looks_original, strip_prefix, to_diffusers
 from talkgen.errors import EngineUnavailable
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")

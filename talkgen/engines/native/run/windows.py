@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from talkgen.engines.native.audio_proj import AUDIO_WINDOW
+from talkgen.engines.native.model.audio_proj import AUDIO_WINDOW
 from talkgen.plan import Window, audio_index
 
 

@@ -31,10 +31,10 @@ class NativeOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NativeOptions:
-        from talkgen.engines.native.parallel import launched
+        from talkgen.engines.native.model.parallel import launched
 
         rank, local_rank, world = launched()
-        from talkgen.engines.native.gpu_errors import check_cuda
+        from talkgen.engines.native.devices.gpu_errors import check_cuda
 
         name = settings.native_device
         if name == "auto" or name.startswith("cuda"):
