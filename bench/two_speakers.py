@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from talkgen.engines.native import transformer  # noqa: E402
+from talkgen.engines.native.model import transformer  # noqa: E402
 from talkgen.engines.native.model.speakers import speaker_masks  # noqa: E402
 from talkgen.engines.native.weights.real_size import REAL_AUDIO, REAL_DIT, random_dit  # noqa: E402
 from talkgen.media.boxes import default_boxes  # noqa: E402
