@@ -8,7 +8,6 @@ import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from talkgen.errors import EngineFailed, InvalidRequest
 from talkgen.media.boxes import default_boxes
 from talkgen.mode import ALL_ROLES
 from talkgen.plan import Window, window_source_frame
+from talkgen.sources.base import file_sha256
 
 if TYPE_CHECKING:
     from talkgen.engines.native.devices.components import Components
@@ -35,14 +35,6 @@ AREA_720P = 1280 * 720
 _NOT_IN_FRAMES = {"job_id", "output_url", "network_volume", "force_offload",
                   *(name for role in ALL_ROLES for name in role.fields)}
 """Request fields that do not change the frames (the media count by their bytes, not their references)."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
