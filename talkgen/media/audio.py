@@ -115,18 +115,25 @@ def iter_audio(
         container.close()
 
 
+def iter_audio_capped(path: Path, rate: int, max_seconds: float | None, *,
+                      field: str | None = None) -> Iterator[np.ndarray]:
+    """`iter_audio` cut at ``max_seconds``; decoding stops there (the cap bounds the work, not the file)."""
+    limit = None if max_seconds is None else math.ceil(max_seconds * rate)
+    total = 0
+    for block in iter_audio(path, rate, field=field):
+        if limit is not None:
+            block = block[: limit - total]
+        total += len(block)
+        yield block
+        if limit is not None and total >= limit:
+            return  # closes the decoder
+
+
 def decode_audio(path: Path, rate: int = SAMPLE_RATE, *, field: str | None = None,
                  max_seconds: float | None = None) -> np.ndarray:
     """The first audio stream as one mono float32 array at ``rate``; decoding stops at ``max_seconds``."""
-    limit = None if max_seconds is None else math.ceil(max_seconds * rate)
-    blocks, total = [], 0
-    for block in iter_audio(path, rate, field=field):
-        blocks.append(block)
-        total += len(block)
-        if limit is not None and total >= limit:
-            break  # closes the decoder: memory stays bounded by the cap, not by the file
-    samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    return samples if limit is None else samples[:limit]
+    blocks = list(iter_audio_capped(path, rate, max_seconds, field=field))
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
 def loudness_gain(samples: np.ndarray, rate: int) -> float:
@@ -157,18 +164,13 @@ class _Speech:
 
 def _decode_speech(path: Path, raw: Path, field_name: str | None, max_seconds: float | None) -> _Speech:
     """Stream ``path`` at `SAMPLE_RATE` to ``raw`` while metering its loudness (memory: one block)."""
-    limit = None if max_seconds is None else math.ceil(max_seconds * SAMPLE_RATE)
     meter = LoudnessMeter(SAMPLE_RATE)
     total = 0
     with open(raw, "wb") as out:
-        for block in iter_audio(path, SAMPLE_RATE, field=field_name):
-            if limit is not None:
-                block = block[: limit - total]
+        for block in iter_audio_capped(path, SAMPLE_RATE, max_seconds, field=field_name):
             meter.add(block)
             out.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
             total += len(block)
-            if limit is not None and total >= limit:
-                break  # closes the decoder: the cap bounds the work, not the file
     if not total:
         raise MediaUnreadable(
             f"{media_label(path, field_name)} contains no audio (zero samples): send a recording with speech.",
