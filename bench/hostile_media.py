@@ -12,7 +12,6 @@ import shutil
 import struct
 import sys
 import zlib
-from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,25 +50,6 @@ def big_frame_video(path: Path, side: int = 8192, frames: int = 2) -> Path:
             plane.update(bytes(plane.buffer_size))
         for i in range(frames):
             frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
-
-
-def silent_flac(path: Path, seconds: int = 4000, rate: int = 16000) -> Path:
-    """FLAC of ``seconds`` of silence: hours of audio in under 1 MB."""
-    import av
-    import numpy as np
-
-    block = 16384
-    zeros = np.zeros((1, block), np.int16)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("flac", rate=rate, layout="mono")
-        for start in range(0, seconds * rate, block):
-            frame = av.AudioFrame.from_ndarray(zeros, format="s16", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
@@ -122,7 +102,7 @@ def make_media(directory: Path, outside: Path) -> dict[str, Path]:
     m["png_header_only"] = mf.make_header_only_png(d / "header_only.png", 60_000, 60_000)
     m["png_zero_size"] = mf.make_header_only_png(d / "zero.png", 0, 0)
     m["big_frames"] = big_frame_video(d / "big8192.mp4")
-    m["long_flac"] = silent_flac(d / "silence4000.flac")
+    m["long_flac"] = mf.long_flac(d / "silence4000.flac", 4000, rate=16000, tone=False)
     m["audio_only_m4a"] = mf.make_audio(d / "audio_only.m4a", seconds=1.0, codec="aac", container="mp4")
     m["mp3_as_png"] = mf.make_audio(d / "mp3_as.png", seconds=1.0, codec="libmp3lame", container="mp3")
     m["png_as_wav"] = Path(shutil.copyfile(m["portrait"], d / "png_as.wav"))

@@ -6,10 +6,8 @@ import json
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pyloudnorm
 import pytest
@@ -28,24 +26,6 @@ def frames_for(seconds: float) -> int:
     if seconds > LIMIT_S:
         raise TooLong(f"The audio is {seconds:.1f} s long; this server allows {LIMIT_S:g} s.", field="max_duration")
     return max(1, round(seconds * 25))
-
-
-def long_flac(path: Path, seconds: float, rate: int = 8000) -> Path:
-    """A real flac of ``seconds``: a quiet tone every other 10 s, silence between (compresses well)."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("flac", rate=rate, layout="mono")
-        block = rate * 10
-        tone = (3000 * np.sin(2 * np.pi * 220 * np.arange(block) / rate)).astype(np.int16)
-        for i, start in enumerate(range(0, int(seconds * rate), block)):
-            n = min(block, int(seconds * rate) - start)
-            pcm = tone[:n] if i % 2 == 0 else np.zeros(n, np.int16)
-            frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
 
 
 def set_flac_total_samples(path: Path, total: int) -> Path:
@@ -79,7 +59,7 @@ def test_estimates_and_non_audio_declare_nothing(tmp_path):
 
 
 def test_audio_whose_header_is_too_long_is_refused_before_decoding(tmp_path, monkeypatch):
-    src = long_flac(tmp_path / "long.flac", 4 * LIMIT_S)
+    src = mf.long_flac(tmp_path / "long.flac", 4 * LIMIT_S)
     decoded = []
     monkeypatch.setattr("talkgen.media.audio.iter_audio", lambda *a, **k: decoded.append(a) or iter(()))
     start = time.monotonic()
@@ -90,8 +70,8 @@ def test_audio_whose_header_is_too_long_is_refused_before_decoding(tmp_path, mon
 
 
 def test_two_speakers_in_turns_add_their_declared_lengths(tmp_path):
-    a = long_flac(tmp_path / "a.flac", 0.6 * LIMIT_S)
-    b = long_flac(tmp_path / "b.flac", 0.6 * LIMIT_S)
+    a = mf.long_flac(tmp_path / "a.flac", 0.6 * LIMIT_S)
+    b = mf.long_flac(tmp_path / "b.flac", 0.6 * LIMIT_S)
     with pytest.raises(TooLong):
         prepare_audio([a, b], "add", tmp_path / "out", frames_for, decode_limit_s=LIMIT_S + 1)
     out = prepare_audio([a, b], "para", tmp_path / "out", frames_for, decode_limit_s=LIMIT_S + 1)
@@ -100,7 +80,7 @@ def test_two_speakers_in_turns_add_their_declared_lengths(tmp_path):
 
 @pytest.mark.parametrize("declared_s", [0.0, 1.0], ids=["absent", "understated"])
 def test_a_header_that_understates_falls_back_to_the_decode_limit(tmp_path, declared_s):
-    src = set_flac_total_samples(long_flac(tmp_path / "long.flac", 2 * LIMIT_S), int(declared_s * 8000))
+    src = set_flac_total_samples(mf.long_flac(tmp_path / "long.flac", 2 * LIMIT_S), int(declared_s * 8000))
     seen: list[float] = []
 
     def recording(seconds: float) -> int:
@@ -131,8 +111,8 @@ print(json.dumps({"grew": (peak - base) * 1024, "tracks": sum(t.nbytes for t in 
 def test_preparing_long_audio_holds_little_more_than_the_tracks(tmp_path):
     """Five minutes for two speakers: peak memory grows by the two output tracks, not by copies of them
     (before: pyloudnorm and concatenations made ~4x the tracks)."""
-    a = long_flac(tmp_path / "a.flac", 300, rate=16000)
-    b = long_flac(tmp_path / "b.flac", 300, rate=16000)
+    a = mf.long_flac(tmp_path / "a.flac", 300, rate=16000)
+    b = mf.long_flac(tmp_path / "b.flac", 300, rate=16000)
     run = subprocess.run([sys.executable, "-c", _CHILD, "para", str(a), str(b)], capture_output=True,
                          text=True, timeout=120, check=True, cwd=Path(__file__).resolve().parents[1])
     figures = json.loads(run.stdout.strip().splitlines()[-1])

@@ -191,3 +191,22 @@ def make_rotated_video(path: Path, rotation: int, frames: int = 5, fps: int = 25
         for packet in vs.encode(None):
             out.mux(packet)
     return path
+
+
+def long_flac(path: Path, seconds: float, rate: int = 8000, tone: bool = True) -> Path:
+    """A real flac of ``seconds``: a quiet tone every other 10 s (or none), silence between; hours of audio
+    compress to well under a megabyte."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("flac", rate=rate, layout="mono")
+        block = rate * 10
+        wave_block = (3000 * np.sin(2 * np.pi * 220 * np.arange(block) / rate)).astype(np.int16)
+        for i, start in enumerate(range(0, int(seconds * rate), block)):
+            n = min(block, int(seconds * rate) - start)
+            pcm = wave_block[:n] if tone and i % 2 == 0 else np.zeros(n, np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
