@@ -18,6 +18,7 @@ from talkgen.errors import ForbiddenSource, InvalidRequest, OutputFailed, shown
 from talkgen.hookspecs import hookimpl
 from talkgen.request import TalkRequest
 from talkgen.settings import Settings
+from talkgen.storage_url import normalised, protocol_of, reason
 
 INLINE = "inline"
 CHUNK = 3 * 1024 * 1024  # a multiple of 3, so base64 chunks join without padding in the middle
@@ -46,14 +47,6 @@ def _local_path(destination: str) -> Path:
     return Path(destination).expanduser()
 
 
-def _protocol(url: str) -> str:
-    return url.split("://", 1)[0].lower()
-
-
-def _normalised(url: str) -> str:
-    """A storage URL with its protocol in lower case, as fsspec registers them (``S3://`` → ``s3://``)."""
-    head, _, rest = url.partition("://")
-    return f"{head.lower()}://{rest}"
 
 
 class InlineSink:
@@ -107,8 +100,8 @@ class FsspecSink:
     def deliver(self, video: Path, destination: str, settings: Settings) -> dict[str, str]:
         import fsspec
 
-        destination = _normalised(destination)
-        protocol = _protocol(destination)
+        destination = normalised(destination)
+        protocol = protocol_of(destination)
         try:
             fs, path = fsspec.core.url_to_fs(destination, **settings.storage_options_for(protocol))
         except ImportError as exc:
@@ -118,7 +111,7 @@ class FsspecSink:
             ) from exc
         except (ValueError, TypeError) as exc:
             raise OutputFailed(
-                f"Cannot write to {_shown_url(destination)}: {_reason(exc)}. Use a storage URL such as "
+                f"Cannot write to {_shown_url(destination)}: {reason(exc)}. Use a storage URL such as "
                 "s3://bucket/prefix/.",
                 retryable=False,
             ) from None
@@ -128,7 +121,7 @@ class FsspecSink:
                 shutil.copyfileobj(src, dst, CHUNK)
         except Exception as exc:  # storage drivers raise their own types (botocore, aiohttp, …)
             raise OutputFailed(
-                f"Upload to {_shown_url(destination)} failed: {_reason(exc)}. Check the URL, the credentials "
+                f"Upload to {_shown_url(destination)} failed: {reason(exc)}. Check the URL, the credentials "
                 "and that the bucket exists.",
             ) from exc
         result = {"video_url": destination}
@@ -189,7 +182,7 @@ def planned_destination(request: TalkRequest, settings: Settings, job_id: str, o
             real = os.path.realpath(_local_path(url))
             _check_local(Path(real), "output_url", "`output_url`")
             return real
-        url = _normalised(url)
+        url = normalised(url)
         _check_remote(url, settings)
         return url
     return None
@@ -202,8 +195,8 @@ def _checked_output(output: str) -> str:
     if _is_local(output):
         _check_local(_local_path(output), "output", "The output path (-o / output)")
         return output
-    output = _normalised(output)
-    _check_driver(_protocol(output), "output", "The output URL (-o / output)")
+    output = normalised(output)
+    _check_driver(protocol_of(output), "output", "The output URL (-o / output)")
     return output
 
 
@@ -238,7 +231,7 @@ def _check_local(path: Path, field: str, label: str) -> None:
 
 def _check_remote(url: str, settings: Settings) -> None:
     """An untrusted storage URL: an allowed protocol, no chaining, and a driver that is installed."""
-    protocol = _protocol(url)
+    protocol = protocol_of(url)
     if "::" in url or protocol not in settings.output_protocols:
         raise ForbiddenSource(
             f"`output_url` {_shown_url(url)} uses {shown(protocol, 40)}; requests may write to "
@@ -257,7 +250,7 @@ def _check_driver(protocol: str, field: str, label: str) -> None:
         fsspec.get_filesystem_class(protocol)
     except ImportError as exc:
         raise OutputFailed(
-            f"{label} needs the {protocol}:// driver, which is not installed: {_reason(exc)}", retryable=False,
+            f"{label} needs the {protocol}:// driver, which is not installed: {reason(exc)}", retryable=False,
             field=field,
         ) from None
     except ValueError:
@@ -273,12 +266,6 @@ def _shown_url(url: str) -> str:
     """A URL as a message shows it: without a query string (which may hold tokens), cut short."""
     return shown(url.split("?", 1)[0])
 
-
-def _reason(exc: BaseException) -> str:
-    """A driver's exception in a few words."""
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 200 else text[:200] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def choose_destination(planned: str | None, video_size: int, settings: Settings, job_id: str) -> str:

@@ -21,6 +21,7 @@ from talkgen.hookspecs import hookimpl
 from talkgen.request import MediaRef
 from talkgen.settings import Settings
 from talkgen.sources.base import FetchContext, read_chunks, too_large, write_capped
+from talkgen.storage_url import normalised, protocol_of, reason
 
 BLOCK = 8 << 20  # read-ahead per request (s3fs would buffer 50 MB by default)
 # Handled by other sources, or not URLs of remote data at all.
@@ -37,15 +38,6 @@ ANY_HOST = frozenset({
 EXTRAS = {"s3": "s3", "s3a": "s3"}  # protocol -> talkgen extra that installs its driver
 
 
-def _protocol(value: str) -> str:
-    head, sep, _ = value.strip().partition("://")
-    return head.lower() if sep else ""
-
-
-def _normalised(value: str) -> str:
-    """The URL with its protocol in lower case (``S3://b/k`` → ``s3://b/k``), as fsspec registers them."""
-    head, _, rest = value.strip().partition("://")
-    return f"{head.lower()}://{rest}"
 
 
 class FsspecSource:
@@ -59,11 +51,11 @@ class FsspecSource:
             return False
         from fsspec.registry import known_implementations, registry
 
-        protocol = _protocol(ref.value)
+        protocol = protocol_of(ref.value)
         return protocol not in NOT_HANDLED and (protocol in known_implementations or protocol in registry)
 
     def fetch(self, ref: MediaRef, ctx: FetchContext) -> Path:
-        protocol = _protocol(ref.value)
+        protocol = protocol_of(ref.value)
         _check_allowed(ref, protocol, ctx)
         with ctx.partial_file(ref) as dest:
             _copy(ref, ctx, protocol, dest)
@@ -94,7 +86,7 @@ def _copy(ref: MediaRef, ctx: FetchContext, protocol: str, dest: Path) -> None:
         raise
     except ImportError as exc:
         extra = EXTRAS.get(protocol)
-        how = f"pip install 'talkgen[{extra}]'" if extra else f"install the fsspec driver ({_reason(exc)})"
+        how = f"pip install 'talkgen[{extra}]'" if extra else f"install the fsspec driver ({reason(exc)})"
         raise UnsupportedMedia(
             f"`{ref.field}`: {protocol}:// URLs need a driver that is not installed; an operator can {how}.",
             field=ref.field,
@@ -106,7 +98,7 @@ def _copy(ref: MediaRef, ctx: FetchContext, protocol: str, dest: Path) -> None:
         ) from None
     except PermissionError as exc:
         raise ForbiddenSource(
-            f"`{ref.field}`: access to {_shown(ref)} denied ({_reason(exc)}): make the object readable by the "
+            f"`{ref.field}`: access to {_shown(ref)} denied ({reason(exc)}): make the object readable by the "
             "worker's credentials, or an operator can set them (environment or TALKGEN_STORAGE_OPTIONS).",
             field=ref.field,
         ) from None
@@ -115,18 +107,18 @@ def _copy(ref: MediaRef, ctx: FetchContext, protocol: str, dest: Path) -> None:
     except (ValueError, TypeError) as exc:  # the driver cannot take this URL (form, missing parameters)
         raise UnsupportedMedia(
             f"`{ref.field}`: {_shown(ref)} cannot be read by this server's {protocol}:// driver "
-            f"({_reason(exc)}): check the URL, or use an http(s) or s3:// URL.",
+            f"({reason(exc)}): check the URL, or use an http(s) or s3:// URL.",
             field=ref.field,
         ) from None
     except Exception as exc:  # see the docstring
         if "credential" in type(exc).__name__.lower():
             raise FetchFailed(
-                f"`{ref.field}`: this worker has no credentials for {protocol}:// ({_reason(exc)}): an operator "
+                f"`{ref.field}`: this worker has no credentials for {protocol}:// ({reason(exc)}): an operator "
                 "can set them (environment or TALKGEN_STORAGE_OPTIONS), or send an http(s) URL.",
                 field=ref.field, retryable=False,
             ) from None
         raise FetchFailed(
-            f"`{ref.field}`: reading {_shown(ref)} failed ({_reason(exc)}); try again later.", field=ref.field
+            f"`{ref.field}`: reading {_shown(ref)} failed ({reason(exc)}); try again later.", field=ref.field
         ) from None
 
 
@@ -135,8 +127,8 @@ def _stream(ref: MediaRef, ctx: FetchContext, options: dict[str, Any], dest: Pat
     import fsspec
 
     limit = ctx.settings.max_download_bytes
-    options = _with_timeouts(_protocol(ref.value), options, ctx.settings)
-    fs, path = fsspec.core.url_to_fs(_normalised(ref.value), **options)
+    options = _with_timeouts(protocol_of(ref.value), options, ctx.settings)
+    fs, path = fsspec.core.url_to_fs(normalised(ref.value), **options)
     info: dict[str, Any] = fs.info(path)
     if info.get("type") == "directory":
         raise _not_a_file(ref, "a folder")
@@ -169,12 +161,6 @@ def _shown(ref: MediaRef) -> str:
     url = ref.value.strip().split("?", 1)[0]
     return url if len(url) <= 200 else f"{url[:200]}… ({len(url)} characters)"
 
-
-def _reason(exc: BaseException) -> str:
-    """A driver's exception in a few words (its text can be long or hold a whole response)."""
-    text = " ".join(str(exc).split())
-    text = text if len(text) <= 200 else text[:200] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @hookimpl
