@@ -44,9 +44,12 @@ def tiny(directory: Path, seed: int, fp8: bool) -> None:
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Target models dir (default TALKGEN_MODELS_DIR).")
 @click.option("--skip-optional", is_flag=True, help="Skip optional files (the two-speaker adapter).")
+@click.option("--skip", "skip", multiple=True, metavar="GROUP",
+              help="Leave out a group of files: two-speakers, fast-preset (the distill LoRA). Repeatable.")
 @click.option("--endpoint", envvar="HF_ENDPOINT", help="Hub endpoint (default https://huggingface.co).")
 @click.option("--token", envvar="HF_TOKEN", help="Hub token for gated or private repos.")
-def download(name: str, directory: Path | None, skip_optional: bool, endpoint: str | None, token: str | None) -> None:
+def download(name: str, directory: Path | None, skip_optional: bool, skip: tuple[str, ...], endpoint: str | None,
+             token: str | None) -> None:
     """Download and verify a model set (resumable: rerun after an interruption)."""
     from talkgen.cli import _reported_errors
 
@@ -54,20 +57,21 @@ def download(name: str, directory: Path | None, skip_optional: bool, endpoint: s
         from talkgen.engines.native.weights.download import download as run_download
 
         run_download(name, directory or _default_dir(), endpoint=endpoint, token=token,
-                     include_optional=not skip_optional, report=click.echo)
+                     include_optional=not skip_optional, skip=skip, report=click.echo)
 
 
 @models.command()
 @click.argument("name", default="infinitetalk-480p")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path))
-def verify(name: str, directory: Path | None) -> None:
+@click.option("--skip", "skip", multiple=True, metavar="GROUP", help="A group left out at download (may be missing).")
+def verify(name: str, directory: Path | None, skip: tuple[str, ...]) -> None:
     """Re-hash every file of a model set; exit 1 listing what is missing or corrupt."""
     from talkgen.cli import _reported_errors
 
     with _reported_errors(False):
         from talkgen.engines.native.weights.download import verify as run_verify
 
-        problems = run_verify(name, directory or _default_dir())
+        problems = run_verify(name, directory or _default_dir(), skip)
     for path, problem in problems:
         click.echo(f"{path}: {problem}", err=True)
     if problems:

@@ -69,7 +69,11 @@ class TalkRequest(BaseModel):
 
     # --- talkgen additions ---
     seed: int | None = Field(None, ge=0, lt=2**32, description="Random seed; random when omitted.")
-    steps: int | None = Field(None, ge=1, le=100, description="Sampling steps (engine default when omitted).")
+    preset: Literal["fast", "quality"] | None = Field(
+        None, description="Sampling preset: fast (distill LoRA, few steps) or quality (40 steps); default from "
+        "the server (TALKGEN_NATIVE_PRESET). steps/guidance fields override its values."
+    )
+    steps: int | None = Field(None, ge=1, le=100, description="Sampling steps (the preset's when omitted).")
     guidance_scale: float | None = Field(None, ge=0, le=20, description="Text classifier-free guidance.")
     audio_guidance_scale: float | None = Field(None, ge=0, le=20, description="Audio guidance.")
     shift: float | None = Field(None, gt=0, le=50, description="Flow-matching timestep shift.")

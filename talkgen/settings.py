@@ -184,12 +184,31 @@ class Settings(BaseSettings):
         "none", description="fp8: quantise the DiT's block weights to fp8 e4m3fn at load (half the bytes; computed "
         "in native_dtype). fp8 files (plain or _scaled) stay fp8 either way."
     )
+    native_vae_dtype: Literal["fp32", "bf16"] = Field(
+        "fp32", description="dtype the VAE encodes and decodes in: bf16 halves its memory and time (frames within "
+        "the tolerance the README states)."
+    )
     native_vae_tiling: bool = Field(False, description="Decode/encode the VAE in tiles (less VRAM at 720p).")
-    native_compile: bool = Field(False, description="torch.compile the repeated DiT blocks.")
+    native_compile: Literal["auto", "always", "never"] = Field(
+        "auto", description="torch.compile the repeated DiT blocks: auto = on a GPU, once the passes this worker "
+        "has run plus the job's reach native_compile_min_passes (compiling pays off only over many passes)."
+    )
+    native_compile_min_passes: int = Field(
+        160, ge=0, description="For native_compile=auto: DiT passes after which compiling pays for itself."
+    )
     native_cache: Literal["none", "first-block"] = Field(
         "none", description="diffusers cache hook: first-block skips steps whose first block barely changes."
     )
     native_cache_threshold: float = Field(0.05, gt=0, description="Threshold of the first-block cache.")
+    native_preset: Literal["fast", "quality"] = Field(
+        "fast", description="Sampling preset of requests that name none: fast (distill LoRA, 4 steps, 2 passes) or "
+        "quality (upstream's 40 steps × 3 passes)."
+    )
+    native_fuse_lora: bool = Field(
+        True, description="Fuse the default preset's LoRA into the weights at load (no cost for that preset; the "
+        "other preset then subtracts it with a small low-rank pass). false: keep it beside the weights (bit-exact "
+        "base weights for every preset, a small low-rank pass for the LoRA's preset)."
+    )
     native_loras: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="LoRA files fused into the DiT, each `path` or `path@strength`."
     )
@@ -225,6 +244,16 @@ class Settings(BaseSettings):
             import shlex
 
             return json.loads(value) if value.lstrip().startswith("[") else shlex.split(value)
+        return value
+
+    @field_validator("native_compile", mode="before")
+    @classmethod
+    def _compile_from_bool(cls, value: Any) -> Any:
+        """true/false (the old boolean setting) mean always/never."""
+        if isinstance(value, bool):
+            return "always" if value else "never"
+        if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+            return "always" if value.strip().lower() in {"true", "1", "yes", "on"} else "never"
         return value
 
     @field_validator("native_loras", mode="before")

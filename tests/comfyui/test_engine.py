@@ -79,7 +79,19 @@ def test_i2v_single_in_windows(comfy_service, tmp_path):
     noise = next(n for n in second.values() if n["class_type"] == "RandomNoise")["inputs"]
     assert noise["noise_seed"] == 5 and talk["width"] == 128 and talk["length"] == 81
     assert any(e.message == "window 2/2, step 4/4" for e in events)
-    assert result.engine == "comfyui" and result.params["windows"] == 2
+    assert result.engine == "comfyui" and result.params["windows"] == 2 and result.params["preset"] == "fast"
+
+
+def test_quality_preset_is_refused_with_the_way_out(comfy_service, tmp_path):
+    from talkgen.errors import InvalidRequest
+
+    service, server, media = comfy_service
+    before = len(server.prompts)
+    with pytest.raises(InvalidRequest, match="native engine") as info:
+        service.generate({"image_path": str(media / "face.png"), "wav_path": str(media / "speech.wav"),
+                          "width": 128, "height": 128, "preset": "quality"}, output=str(tmp_path / "q.mp4"))
+    assert info.value.field == "preset" and not info.value.retryable
+    assert len(server.prompts) == before and not (tmp_path / "q.mp4").exists()
 
 
 def test_execution_error_reaches_the_caller(comfy_service, tmp_path):

@@ -122,14 +122,17 @@ def test_fp8_weights_on_the_gpu(gpu_settings, tiny_fp8_models, native_media, tmp
 
 @pytest.mark.parametrize("update", [
     {"native_vae_tiling": True}, {"native_dtype": "fp16"}, {"native_dtype": "bf16"}, {"color_correction": 0.0},
-    {"native_compile": True},
-], ids=["vae-tiling", "fp16", "bf16", "no-colour", "compile"])
+    {"native_compile": "always"}, {"native_compile": "auto", "native_compile_min_passes": 1},
+    {"native_vae_dtype": "bf16"},
+], ids=["vae-tiling", "fp16", "bf16", "no-colour", "compile", "compile-auto", "vae-bf16"])
 def test_options_on_the_gpu(gpu, gpu_settings, native_media, tmp_path, update):
     if "native_compile" in update and gpu.type != "cuda":
         pytest.skip("compiling on the CPU takes minutes; the rehearsal leaves it to the GPU")
     result, _ = _frames(gpu_settings.model_copy(update=update), native_media, tmp_path / "o.mp4")
     if "native_dtype" in update:
         assert result.params["dtype"] == {"fp16": "float16", "bf16": "bfloat16"}[update["native_dtype"]]
+    if "native_compile" in update:
+        assert result.params["compiled"] is True
 
 
 def test_a_gpu_checkpoint_resumes_on_the_gpu_and_on_the_cpu(gpu_settings, native_media, tmp_path):

@@ -17,7 +17,7 @@ def test_models_tiny_then_generate(native_media, tmp_path):
     made = subprocess.run([sys.executable, "-m", "talkgen.cli", "models", "tiny", str(models)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr
-    assert (models / "talkgen-preset.json").is_file()
+    assert (models / "talkgen-presets.json").is_file()
     assert "Writing" not in made.stderr  # no progress-bar noise
 
     env["TALKGEN_MODELS_DIR"] = str(models)

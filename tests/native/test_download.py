@@ -69,7 +69,7 @@ def test_interrupted_download_resumes_and_verifies(hub, tmp_path, monkeypatch):
     assert (models / "Audio/model.safetensors").read_bytes() == OTHER
     lock = json.loads((models / LOCK_FILE).read_text())
     assert lock["Base/config.json"]["sha256"] == hashlib.sha256(CONFIG).hexdigest()
-    assert json.loads((models / "talkgen-preset.json").read_text())["steps"] == 8
+    assert json.loads((models / "talkgen-presets.json").read_text())["steps"] == 8
     assert verify(str(manifest), models) == []
 
     gets = len(hub.gets)

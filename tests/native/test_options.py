@@ -103,3 +103,37 @@ def test_cancel_stops_between_steps(native_service, native_media, tmp_path):
                                 cancel=cancel)
     assert not any("step 4/4" in m for m in seen)
     assert not (tmp_path / "c.mp4").exists()
+
+
+@pytest.mark.parametrize("option, device, passes, want", [
+    ("auto", "cuda", 159, False), ("auto", "cuda", 160, True), ("auto", "cpu", 10**6, False),
+    ("always", "cpu", 0, True), ("never", "cuda", 10**6, False),
+])
+def test_compile_decision(option, device, passes, want):
+    from talkgen.engines.native.devices.options import should_compile
+
+    assert should_compile(option, device, passes, 160) is want
+
+
+@pytest.mark.parametrize("value, want", [("true", "always"), ("0", "never"), (True, "always"), ("auto", "auto")])
+def test_compile_setting_accepts_the_old_booleans(value, want):
+    from talkgen.settings import Settings
+
+    assert Settings(native_compile=value).native_compile == want
+
+
+def test_auto_compile_counts_passes_across_jobs(native_service, native_media, tmp_path, monkeypatch):
+    """On a CUDA device, ``auto`` compiles once the passes run plus the job's reach the threshold."""
+    components = native_service._engine("native").components
+    calls = []
+    monkeypatch.setattr(components.transformer, "compile_repeated_blocks", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(components, "device", type(components.device)("cuda"))  # the decision only reads its type
+    monkeypatch.setattr(components, "compiled", False)
+    monkeypatch.setattr(components, "options", components.options.__class__(
+        **{**components.options.__dict__, "compile": "auto", "compile_min_passes": components.passes_run + 10}))
+    components.maybe_compile(9)
+    assert calls == [] and not components.compiled
+    components.maybe_compile(10)
+    assert calls == [{"fullgraph": False, "dynamic": False}] and components.compiled
+    components.maybe_compile(10**6)
+    assert len(calls) == 1  # once per engine

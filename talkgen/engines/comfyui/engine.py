@@ -71,6 +71,11 @@ class ComfyUIEngine:
         return Workflow.load(path)
 
     def generate(self, job: Job) -> None:
+        if job.request.preset == "quality":
+            raise InvalidRequest("The ComfyUI engine runs the seed's workflows, which sample with the lightx2v "
+                                 "distill LoRA (the fast preset): use preset 'fast' (or leave it out), or the "
+                                 "native engine (engine: native) for 'quality'.", field="preset")
+        job.params["preset"] = "fast"
         if self.flavour == "native" and job.mode.speakers == 2 and job.audio.audio_type == "para":
             raise InvalidRequest("ComfyUI's core InfiniteTalk node plays two speakers in turns only: use audio_type "
                                  "'add', or TALKGEN_COMFYUI_FLAVOUR=wrapper / the native engine for 'para'.",

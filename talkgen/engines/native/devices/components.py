@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from talkgen.engines.native.devices.gpu_errors import as_gpu_error
 from talkgen.engines.native.devices.memory import Activations, MemoryPlan, free_bytes, plan_memory
-from talkgen.engines.native.devices.options import NativeOptions
+from talkgen.engines.native.devices.options import NativeOptions, should_compile
+from talkgen.engines.native.devices.params import write_params
 from talkgen.engines.native.devices.placement import Visitor
 from talkgen.engines.native.model.audio_encoder import AudioEncoder
 from talkgen.engines.native.weights.fp8_scales import conform
@@ -74,6 +75,8 @@ class Components:
         self.plan: MemoryPlan | None = None
         self._encoders: dict[str, _Resident | Visitor] = {}
         self._group = False
+        self.passes_run = 0  # DiT passes this engine has run (for `maybe_compile`)
+        self.compiled = False
         self._set_attention()
         self._apply(plan or self.plan_for(*PLANNING_SIZE))
         self._add_hooks()
@@ -82,9 +85,10 @@ class Components:
     def from_files(cls, files: ModelFiles, options: NativeOptions) -> Components:
         """Load the models under ``files``, each straight to where the memory plan puts it."""
         files.check()
+        files.check_preset(options.preset)  # the default preset must run; another one is checked per job
         quiet_hub_logging()
         try:
-            footprint = footprint_from_files(files, options.dtype, options.quant)
+            footprint = footprint_from_files(files, options.dtype, options.quant, options.vae_dtype)
             plan = plan_memory(options.offload, options.vae_tiling, footprint, Activations.for_size(*PLANNING_SIZE),
                                free_bytes(options.device))
             cpu, gpu = torch.device("cpu"), options.device
@@ -180,8 +184,18 @@ class Components:
 
             TransformerBlockRegistry.register(InfiniteTalkBlock, TransformerBlockMetadata(return_hidden_states_index=0))
             t.enable_cache(FirstBlockCacheConfig(threshold=self.options.cache_threshold))
-        if self.options.compile:
-            t.compile_repeated_blocks(fullgraph=False, dynamic=False)
+        self.maybe_compile(0)
+
+    def maybe_compile(self, passes_ahead: int) -> None:
+        """Compile the repeated blocks once `should_compile` says so (compiled code then serves every job)."""
+        options = self.options
+        if self.compiled or not should_compile(options.compile, self.device.type, self.passes_run + passes_ahead,
+                                               options.compile_min_passes):
+            return
+        log.info("native engine: compiling the DiT's repeated blocks (%d passes run, %d ahead)", self.passes_run,
+                 passes_ahead)
+        self.transformer.compile_repeated_blocks(fullgraph=False, dynamic=False)
+        self.compiled = True
 
     # -- adapters --------------------------------------------------------------------------------------
     def use_adapter(self, speakers: int) -> None:
@@ -199,19 +213,23 @@ class Components:
         if self.speakers not in self._adapters:  # keep the current adapter on the CPU to swap back
             own = self.transformer.state_dict()
             self._adapters[self.speakers] = {k: own[k].detach().to("cpu", copy=True) for k in self._adapters[speakers]}
-        state = self._adapters[speakers]
-        pinned = _group_offload_copies(self.transformer)
-        with torch.no_grad():
-            params = dict(self.transformer.named_parameters())
-            for key, value in state.items():
-                param = params.get(key)
-                if param is None or param.shape != value.shape:
-                    raise EngineUnavailable(f"Adapter {path} does not fit the model: {key}.", retryable=False)
-                param.copy_(value.to(param.dtype))
-                resting = pinned.get(param)  # group offload onloads from its own pinned copy: update it too
-                if resting is not None and resting.data_ptr() != param.data_ptr():
-                    resting.copy_(value.to(resting.dtype))
+        misfits = write_params(self.transformer, self._adapters[speakers])
+        if misfits:
+            raise EngineUnavailable(f"Adapter {path} does not fit the model: {misfits[0]}.", retryable=False)
         self.speakers = speakers
+
+    def use_lora(self, path: Path | None, strength: float, preset: str) -> None:
+        """Run the next passes with the presets' LoRA at ``strength`` (``path`` None: without it)."""
+        lora = self.models.lora
+        if path is None:
+            if lora is not None:
+                lora.use(0.0)
+            return
+        if lora is None or lora.path != path:
+            raise EngineUnavailable(f"The {preset} preset's LoRA is not loaded on this server: an operator must "
+                                    "run `talkgen models download` (it fetches only what is missing) and restart "
+                                    "the worker.", retryable=False, private=f"expected {path}")
+        lora.use(strength)
 
     # -- encoders and VAE: inputs go to the model's device, results come back as stated ----------------
     @torch.no_grad()
@@ -255,7 +273,7 @@ class Components:
     @torch.no_grad()
     def vae_encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[3, T, H, W]`` in [-1, 1] (any device) → normalised latents ``[16, t, h, w]`` on the device."""
-        z = self.vae.encode(video[None].to(self.device, torch.float32)).latent_dist.mode()[0]
+        z = self.vae.encode(video[None].to(self.device, self.options.vae_dtype)).latent_dist.mode()[0].float()
         return (z - self.latents_mean.to(z)) / self.latents_std.to(z)
 
     @torch.no_grad()
@@ -263,16 +281,4 @@ class Components:
         """Normalised latents ``[16, t, h, w]`` (any device) → video ``[3, T, H, W]`` in [-1, 1] on the device."""
         z = latents.to(self.device, torch.float32)
         z = z * self.latents_std.to(z) + self.latents_mean.to(z)
-        return self.vae.decode(z[None]).sample[0].clamp(-1, 1)
-
-
-def _group_offload_copies(model: torch.nn.Module) -> dict[torch.Tensor, torch.Tensor]:
-    """diffusers' group offload (with a stream) keeps a pinned CPU copy of every tensor it streams and
-    onloads from it: ``{parameter: its pinned copy}``, empty without group offload."""
-    copies: dict[torch.Tensor, torch.Tensor] = {}
-    for module in model.modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        hook = registry.get_hook("group_offloading") if registry is not None else None
-        group = getattr(hook, "group", None)
-        copies.update(getattr(group, "cpu_param_dict", None) or {})
-    return copies
+        return self.vae.decode(z[None].to(self.options.vae_dtype)).sample[0].float().clamp(-1, 1)

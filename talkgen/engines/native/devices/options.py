@@ -20,11 +20,15 @@ class NativeOptions:
     attention: str
     offload: str
     vae_tiling: bool
-    compile: bool
+    compile: str  # auto | always | never (see `should_compile`)
     cache: str
     cache_threshold: float
     loras: tuple[tuple[Path, float], ...]
     color_correction: float
+    vae_dtype: torch.dtype = torch.float32
+    compile_min_passes: int = 160
+    preset: str = "fast"  # the sampling preset of requests that name none
+    fuse_lora: bool = True  # the default preset's LoRA fused at load (see model/lora.py)
     quant: str = "none"  # none | fp8: quantise the DiT's block Linears to fp8 at load (see fp8.py)
     world: int = 1  # processes sharing each DiT pass (torchrun); 1 = no context parallelism
     rank: int = 0
@@ -52,7 +56,10 @@ class NativeOptions:
                    offload=settings.native_offload, vae_tiling=settings.native_vae_tiling,
                    compile=settings.native_compile, cache=settings.native_cache,
                    cache_threshold=settings.native_cache_threshold, loras=tuple(parse_loras(settings.native_loras)),
-                   color_correction=settings.color_correction, quant=settings.native_quant, world=world,
+                   compile_min_passes=settings.native_compile_min_passes,
+                   color_correction=settings.color_correction, vae_dtype=DTYPES[settings.native_vae_dtype],
+                   preset=settings.native_preset,
+                   fuse_lora=settings.native_fuse_lora, quant=settings.native_quant, world=world,
                    rank=rank)
 
 
@@ -68,3 +75,12 @@ def parse_loras(entries: list[str]) -> list[tuple[Path, float]]:
                                 "`lora.safetensors@1.0`.") from None
         out.append((Path(path).expanduser(), value))
     return out
+
+
+def should_compile(option: str, device_type: str, passes: int, min_passes: int) -> bool:
+    """Whether to compile the DiT's repeated blocks now, ``passes`` being what this worker has run plus what
+    the job ahead will run: ``auto`` compiles on CUDA only (CPU compiles take minutes and gain little), once
+    enough passes will follow to win back the compile time."""
+    if option in ("always", "never"):
+        return option == "always"
+    return device_type == "cuda" and passes >= min_passes

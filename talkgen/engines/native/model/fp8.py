@@ -100,3 +100,21 @@ def convert_linears(model: nn.Module, layers: set[str]) -> None:
         old = getattr(parent, child)
         setattr(parent, child, Fp8Linear(old.in_features, old.out_features, old.bias is not None, device="meta"))
 
+
+
+def quantize_blocks(model: nn.Module) -> int:
+    """In place: every plain block Linear of a built model becomes an `Fp8Linear` (per-tensor absmax scale),
+    as ``quant="fp8"`` does at load (for models built without files: benchmarks). Returns how many."""
+    done = 0
+    for name, module in list(model.named_modules()):
+        if type(module) is not nn.Linear or not name.startswith(BLOCKS):
+            continue
+        weight, scale = quantize(module.weight.data)
+        fp8 = Fp8Linear(module.in_features, module.out_features, module.bias is not None, device="meta")
+        fp8.weight = nn.Parameter(weight, requires_grad=False)
+        fp8.scale_weight = nn.Parameter(scale.to(weight.device), requires_grad=False)
+        fp8.bias = module.bias
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, fp8)
+        done += 1
+    return done

@@ -12,7 +12,7 @@ import torch
 from talkgen.engines.native.devices.components import Components
 from talkgen.engines.native.devices.gpu_errors import as_gpu_error
 from talkgen.engines.native.devices.options import NativeOptions
-from talkgen.engines.native.run.generate import WindowLoop
+from talkgen.engines.native.run.generate import SamplingParams, WindowLoop
 from talkgen.engines.native.weights.layout import ModelFiles
 from talkgen.settings import Settings
 
@@ -43,11 +43,11 @@ class NativeEngine:
                 raise
             raise error from exc
         self.load_seconds = time.perf_counter() - started
-        self.preset = self.files.preset
+        self.model_set = self.files.model_set
         self.healthy = True
         self.last_timings = None
         self._busy = threading.Lock()
-        log.info("native engine: %s weights from %s on %s/%s in %.1f s", self.preset.name, self.files.root,
+        log.info("native engine: %s weights from %s on %s/%s in %.1f s", self.model_set.name, self.files.root,
                  self.options.device, self.options.dtype, self.load_seconds)
 
     def generate(self, job: Job) -> None:
@@ -56,8 +56,13 @@ class NativeEngine:
             self._generate(job)
 
     def _generate(self, job: Job) -> None:
-        model_id = f"{self.preset.name}:{self.files.transformer}:{self.options.quant}"  # checkpoints of other weights
-        loop = WindowLoop(self.components, job, self.preset, model_id)
+        # checkpoints of other weights, or of the LoRA fused otherwise, do not resume this job
+        lora = self.components.models.lora
+        model_id = (f"{self.model_set.name}:{self.files.transformer}:{self.options.quant}:"
+                    f"{0.0 if lora is None else lora.fused}:{self.options.vae_dtype}")
+        preset = job.request.preset or self.options.preset
+        self.files.check_preset(preset)
+        loop = WindowLoop(self.components, job, SamplingParams.for_job(job, self.files, preset), model_id)
         try:
             params = loop.run()
         except RuntimeError as exc:
@@ -74,7 +79,7 @@ class NativeEngine:
         finally:
             self.last_timings = loop.timings
         job.params.update(params)
-        job.params.update({"model": self.preset.name, "device": str(self.options.device),
+        job.params.update({"model": self.model_set.name, "device": str(self.options.device),
                            "dtype": str(self.options.dtype).removeprefix("torch."), "quant": self.options.quant,
                            "compute_s": round(loop.timings.compute, 3)})
 

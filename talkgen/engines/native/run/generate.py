@@ -8,6 +8,7 @@ import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from talkgen.sources.base import file_sha256
 
 if TYPE_CHECKING:
     from talkgen.engines.native.devices.components import Components
-    from talkgen.engines.native.weights.layout import Preset
+    from talkgen.engines.native.weights.layout import ModelFiles
     from talkgen.job import Job
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ _NOT_IN_FRAMES = {"job_id", "output_url", "network_volume", "force_offload",
 
 @dataclass
 class SamplingParams:
+    preset: str
+    lora: Path | None  # the preset's LoRA file, run at lora_strength
+    lora_strength: float
     steps: int
     guidance_scale: float
     audio_guidance_scale: float
@@ -47,17 +51,21 @@ class SamplingParams:
     negative_prompt: str
 
     @classmethod
-    def for_job(cls, job: Job, preset: Preset) -> SamplingParams:
+    def for_job(cls, job: Job, files: ModelFiles, preset_name: str) -> SamplingParams:
+        """The preset's values, each replaced by the request's own where it gives one."""
         req = job.request
+        models = files.model_set
+        preset = models.preset(preset_name)
         big = req.resolution == "720p" or job.width * job.height >= 0.9 * AREA_720P
         return cls(
+            preset=preset_name, lora=files.preset_lora(preset_name), lora_strength=preset.lora_strength,
             steps=req.steps or preset.steps,
             guidance_scale=preset.guidance_scale if req.guidance_scale is None else req.guidance_scale,
             audio_guidance_scale=(preset.audio_guidance_scale if req.audio_guidance_scale is None
                                   else req.audio_guidance_scale),
             shift=req.shift or (preset.shift_720p if big else preset.shift),
             prompt=req.prompt,
-            negative_prompt=preset.negative_prompt if req.negative_prompt is None else req.negative_prompt,
+            negative_prompt=models.negative_prompt if req.negative_prompt is None else req.negative_prompt,
         )
 
 
@@ -72,10 +80,10 @@ class Timings:
 class WindowLoop:
     """Generates ``job.frames`` frames window by window into ``job.writer``."""
 
-    def __init__(self, components: Components, job: Job, preset: Preset, model_id: str) -> None:
+    def __init__(self, components: Components, job: Job, params: SamplingParams, model_id: str) -> None:
         self.c = components
         self.job = job
-        self.params = SamplingParams.for_job(job, preset)
+        self.params = params
         self.model_id = model_id
         self.timings = Timings()
         self.device = components.device
@@ -92,6 +100,8 @@ class WindowLoop:
         blob = json.dumps({"request": request, "inputs": inputs, "frames": job.frames,
                            "size": [job.width, job.height], "model": self.model_id, "colour": self.strength,
                            "loras": [str(p) + f"@{s}" for p, s in self.c.options.loras],
+                           "preset_lora": None if self.params.lora is None
+                           else f"{self.params.lora}@{self.params.lora_strength}",
                            "dtype": str(self.dtype)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -117,12 +127,15 @@ class WindowLoop:
         self._check_parallel_split()
         plan = self.c.prepare(job.width, job.height)
         self.c.use_adapter(job.mode.speakers)
+        self.c.use_lora(p.lora, p.lora_strength, p.preset)
         wins = job.windows
         checkpoint = Checkpoint(f"{checkpoint_root(job.settings)}/{job.id}", self.fingerprint(), job.settings)
         resume = _usable(checkpoint.load(), checkpoint, len(wins))
         if resume is not None and job.request.seed is None:
             job.seed = int(resume.tensors["seed"])
         start_window = 0 if resume is None else resume.windows_done
+        per_window = p.steps * len(passes(p.guidance_scale, p.audio_guidance_scale))
+        self.c.maybe_compile(per_window * (len(wins) - start_window))
         generator = torch.Generator("cpu").manual_seed(job.seed)
         main_rank = self.c.options.rank == 0  # under torchrun every rank runs the job; one records it
         if main_rank:
@@ -141,9 +154,12 @@ class WindowLoop:
             job.report("generate", start_window / len(wins), f"resumed after window {start_window}")
         if start_window < len(wins):
             self._generate(wins[start_window:], len(wins), generator, state, checkpoint if main_rank else None)
-        return {"steps": p.steps, "guidance_scale": p.guidance_scale, "audio_guidance_scale": p.audio_guidance_scale,
+        lora = None if p.lora is None else f"{p.lora.name}@{p.lora_strength:g}"
+        return {"preset": p.preset, "lora": lora, "steps": p.steps, "guidance_scale": p.guidance_scale,
+                "audio_guidance_scale": p.audio_guidance_scale,
                 "shift": p.shift, "passes_per_step": len(passes(p.guidance_scale, p.audio_guidance_scale)),
-                "windows": len(wins), "resumed_from_window": start_window, "seed": job.seed, "memory": plan.describe()}
+                "windows": len(wins), "resumed_from_window": start_window, "compiled": self.c.compiled,
+                "seed": job.seed, "memory": plan.describe()}
 
     def _generate(self, wins: list[Window], count: int, generator: torch.Generator, state: dict[str, Any],
                   checkpoint: Checkpoint | None) -> None:
@@ -218,6 +234,7 @@ class WindowLoop:
             with context, torch.no_grad():
                 out = transformer(x, torch.tensor([t], device=self.device), text, clip, audio=sound,
                                   speaker_masks=masks if sound.shape[0] == 2 else None, return_dict=False)[0]
+            c.passes_run += 1
             return out[0].float()
 
         def on_step(i: int) -> None:

@@ -15,12 +15,12 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from talkgen.engines.native.weights.layout import PRESET_FILE, Preset
+from talkgen.engines.native.weights.layout import PRESET_FILE, ModelSet
 from talkgen.errors import EngineUnavailable, FetchFailed, InvalidRequest
 
 MANIFESTS = Path(__file__).parent / "manifests"
@@ -41,6 +41,7 @@ class ManifestFile:
     size: int | None
     sha256: str | None
     optional: bool
+    group: str | None = None  # what the file is for (`--skip GROUP` leaves it out)
 
 
 def manifest_names() -> list[str]:
@@ -61,9 +62,25 @@ def manifest_files(manifest: dict[str, Any]) -> list[ManifestFile]:
     return [
         ManifestFile(repo=c["repo"], revision=c.get("revision", "main"), path=f["path"],
                      target=Path(c["dir"]) / f["path"], size=f.get("size"), sha256=f.get("sha256"),
-                     optional=bool(f.get("optional")))
+                     optional=bool(f.get("optional")), group=f.get("group"))
         for c in manifest["components"] for f in c["files"]
     ]
+
+
+def manifest_groups(manifest: dict[str, Any]) -> set[str]:
+    return {f.group for f in manifest_files(manifest) if f.group}
+
+
+def selected_files(manifest: dict[str, Any], include_optional: bool = True,
+                   skip: Iterable[str] = ()) -> list[ManifestFile]:
+    """The files to fetch: all but the optional ones (unless included) and those of skipped groups."""
+    skip = set(skip)
+    unknown = skip - manifest_groups(manifest)
+    if unknown:
+        raise InvalidRequest(f"No group {', '.join(sorted(unknown))} in {manifest['name']}: use one of "
+                             f"{', '.join(sorted(manifest_groups(manifest)))}.", field="skip")
+    return [f for f in manifest_files(manifest)
+            if (include_optional or not f.optional) and f.group not in skip]
 
 
 def sha256_of(path: Path) -> str:
@@ -104,13 +121,14 @@ def check_file(root: Path, item: ManifestFile, lock: dict[str, Any]) -> str | No
 
 
 def download(name: str, root: Path, *, endpoint: str | None = None, token: str | None = None,
-             include_optional: bool = True, report: Callable[[str], None] = print) -> Path:
+             include_optional: bool = True, skip: Iterable[str] = (),
+             report: Callable[[str], None] = print) -> Path:
     """Download and verify a model set into ``root``; returns ``root``. Safe to rerun (resumes)."""
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     manifest = load_manifest(name)
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    items = [f for f in manifest_files(manifest) if include_optional or not f.optional]
+    items = selected_files(manifest, include_optional, skip)
     need = sum(f.size or 0 for f in items)
     free = shutil.disk_usage(root).free
     lock = _read_lock(root)
@@ -133,8 +151,7 @@ def download(name: str, root: Path, *, endpoint: str | None = None, token: str |
             raise EngineUnavailable(f"{item.target} from {item.repo}@{item.revision} is corrupt ({problem}); it "
                                     "was deleted: rerun the command to fetch it again.", retryable=True)
     _write_lock(root, lock)
-    if "preset" in manifest:
-        Preset(**manifest["preset"]).save(root)
+    (ModelSet.from_dict(manifest) if "presets" in manifest else ModelSet(name=manifest["name"])).save(root)
     report(f"{manifest['name']}: {len(items)} files verified in {root} ({PRESET_FILE} written)")
     return root
 
@@ -182,22 +199,25 @@ def fetch_resumable(url: str, dest: Path, token: str | None, item: ManifestFile)
     part.replace(dest)
 
 
-def verify(name: str, root: Path) -> list[tuple[str, str]]:
-    """``(file, problem)`` for every file of the set that is missing or corrupt (full re-hash).
+def verify(name: str, root: Path, skip: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """``(file, problem)`` for every file of the set that is missing or corrupt (full re-hash); files of
+    ``skip`` groups and optional files may be missing.
 
     Corrupt files lose their lock entry, so the next `download` fetches them again.
     """
     root = Path(root).expanduser()
     lock = _read_lock(root)
     problems = []
-    for item in manifest_files(load_manifest(name)):
+    manifest = load_manifest(name)
+    skipped = {f.target for f in manifest_files(manifest)} - {f.target for f in selected_files(manifest, True, skip)}
+    for item in manifest_files(manifest):
         fresh: dict[str, Any] = {}
         problem = check_file(root, item, fresh)
         if problem is None:
             lock.update(fresh)
         else:
             lock.pop(str(item.target), None)
-            if not (item.optional and problem == "missing"):
+            if not ((item.optional or item.target in skipped) and problem == "missing"):
                 problems.append((str(item.target), problem))
     if root.is_dir():
         _write_lock(root, lock)

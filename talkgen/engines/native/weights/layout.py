@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from talkgen.errors import EngineUnavailable
 from talkgen.settings import Settings
@@ -15,7 +16,7 @@ WAN_ORIGINAL_DIR = "Wan2.1-I2V-14B-480P"
 """Optional: the DiT in Wan's original layout (used when present and no diffusers transformer is)."""
 ADAPTERS = {1: "InfiniteTalk/single/infinitetalk.safetensors", 2: "InfiniteTalk/multi/infinitetalk.safetensors"}
 WAV2VEC_DIR = "chinese-wav2vec2-base"
-PRESET_FILE = "talkgen-preset.json"
+PRESET_FILE = "talkgen-presets.json"
 TEXT_TOKENS = 512
 NEGATIVE_PROMPT = (
     "bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
@@ -25,28 +26,79 @@ NEGATIVE_PROMPT = (
 )
 
 
+PRESETS = ("fast", "quality")
+
+
 @dataclass(frozen=True)
-class Preset:
-    """Sampling defaults for a set of weights (requests override them)."""
+class SamplingPreset:
+    """How a job samples unless the request says otherwise: steps, guidance, shift, and an optional LoRA
+    (a path under the models dir) run at ``lora_strength``."""
+
+    steps: int
+    guidance_scale: float
+    audio_guidance_scale: float
+    shift: float
+    shift_720p: float
+    lora: str | None = None
+    lora_strength: float = 1.0
+    source: str = ""
+
+    def passes_per_step(self) -> int:
+        from talkgen.engines.native.run.sampler import passes
+
+        return len(passes(self.guidance_scale, self.audio_guidance_scale))
+
+
+FAST = SamplingPreset(
+    steps=4, guidance_scale=1.0, audio_guidance_scale=2.0, shift=2.0, shift_720p=2.0,
+    lora="loras/Lightx2v/lightx2v_I2V_14B_480p_cfg_step_distill_rank64_bf16.safetensors",
+    source="lightx2v step/CFG-distill LoRA (rank 64, the seed's file) at strength 1; 4 steps as the LoRA was "
+           "distilled for; text guidance 1 (CFG distilled) and audio guidance 2 with shift 2, as InfiniteTalk's "
+           "README recommends with this LoRA",
+)
+QUALITY = SamplingPreset(
+    steps=40, guidance_scale=5.0, audio_guidance_scale=4.0, shift=7.0, shift_720p=11.0,
+    source="upstream InfiniteTalk's defaults (generate_infinitetalk.py): 40 steps, text 5, audio 4, shift 7 "
+           "(11 at 720p)",
+)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """What a models dir holds (its name) and the sampling presets that go with those weights."""
 
     name: str = "infinitetalk-480p"
-    steps: int = 40
-    guidance_scale: float = 5.0
-    audio_guidance_scale: float = 4.0
-    shift: float = 7.0
-    shift_720p: float = 11.0
+    presets: dict[str, SamplingPreset] = field(default_factory=lambda: {"fast": FAST, "quality": QUALITY})
     negative_prompt: str = NEGATIVE_PROMPT
     notes: dict[str, str] = field(default_factory=dict)
+
+    def preset(self, name: str) -> SamplingPreset:
+        return self.presets[name]
 
     def save(self, root: Path) -> None:
         (root / PRESET_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, root: Path) -> Preset:
+    def from_dict(cls, data: dict[str, Any]) -> ModelSet:
+        presets = {name: SamplingPreset(**value) for name, value in data.get("presets", {}).items()}
+        missing = [name for name in PRESETS if name not in presets]
+        if missing:
+            raise ValueError(f"no preset {', '.join(missing)}")
+        return cls(name=data.get("name", cls.name), presets=presets,
+                   negative_prompt=data.get("negative_prompt", NEGATIVE_PROMPT), notes=data.get("notes", {}))
+
+    @classmethod
+    def load(cls, root: Path) -> ModelSet:
+        """The set described in ``root``'s preset file; the real 480p set's defaults when there is none."""
         path = root / PRESET_FILE
         if not path.is_file():
             return cls()
-        return cls(**json.loads(path.read_text()))
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise EngineUnavailable(
+                f"{path} is not a talkgen model-set file ({exc}): rerun `talkgen models download` (or `talkgen "
+                "models tiny`) to write it again.", retryable=False) from exc
 
 
 @dataclass(frozen=True)
@@ -72,8 +124,23 @@ class ModelFiles:
                    adapters={n: root / p for n, p in ADAPTERS.items()}, wav2vec=root / WAV2VEC_DIR)
 
     @property
-    def preset(self) -> Preset:
-        return Preset.load(self.root)
+    def model_set(self) -> ModelSet:
+        return ModelSet.load(self.root)
+
+    def preset_lora(self, preset: str) -> Path | None:
+        """The LoRA file ``preset`` runs with (None: none)."""
+        lora = self.model_set.preset(preset).lora
+        return None if lora is None else self.root / lora
+
+    def check_preset(self, preset: str) -> None:
+        """`EngineUnavailable` naming the file when ``preset``'s LoRA is missing."""
+        path = self.preset_lora(preset)
+        if path is not None and not path.is_file():
+            raise EngineUnavailable(
+                f"The {preset} preset's LoRA is missing on this server: an operator must run `talkgen models "
+                f"download {self.model_set.name}` (it fetches only what is missing), or set "
+                f"TALKGEN_NATIVE_PRESET to a preset without it.", retryable=False,
+                private=f"expected at {path} (models dir {self.root})")
 
     def required(self) -> dict[str, Path]:
         return {

@@ -12,7 +12,8 @@ import torch
 from talkgen.engines.native.model.fp8 import convert_linears, fp8_layers, settle
 from talkgen.engines.native.model.transformer import InfiniteTalkTransformer3DModel
 from talkgen.engines.native.weights.fp8_scales import take_scales
-from talkgen.engines.native.weights.tensors import cast_for, check_against, merge_lora, read_weights, unusable
+from talkgen.engines.native.weights.lora import LoraSource, LoraTensors, merge_lora
+from talkgen.engines.native.weights.tensors import cast_for, check_against, read_weights, unusable
 
 ORIGINAL_CONFIG_KEYS = {"dim", "num_heads", "in_dim"}
 """Keys that mark a config.json in Wan's original naming."""
@@ -111,7 +112,7 @@ def load_transformer(
     config: Mapping[str, Any] | None = None,
     *,
     adapter: str | Path | Mapping[str, torch.Tensor] | None = None,
-    loras: Sequence[tuple[str | Path | Mapping[str, torch.Tensor], float]] = (),
+    loras: Sequence[tuple[LoraSource | LoraTensors, float]] = (),
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     quant: str = "none",

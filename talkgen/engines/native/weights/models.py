@@ -16,9 +16,12 @@ import torch
 
 from talkgen.engines.native.devices.memory import Footprint, dit_bytes, weight_bytes, weight_sizes
 from talkgen.engines.native.devices.options import NativeOptions
+from talkgen.engines.native.model.lora import AttachedLora
 from talkgen.engines.native.weights.keys import strip_prefix
-from talkgen.engines.native.weights.layout import ModelFiles
+from talkgen.engines.native.weights.layout import PRESETS, ModelFiles
 from talkgen.engines.native.weights.loading import load_transformer, read_config
+from talkgen.engines.native.weights.lora import read_lora
+from talkgen.errors import EngineUnavailable
 
 
 @dataclass
@@ -35,24 +38,30 @@ class Models:
     feature_extractor: Any
     transformer: torch.nn.Module
     adapters: dict[int, Path]
+    lora: AttachedLora | None = None  # the presets' LoRA, switched per job (see model/lora.py)
 
     def footprint(self) -> Footprint:
         return Footprint.of_modules(self.transformer, self.text_encoder, self.image_encoder, self.wav2vec, self.vae)
 
 
-def footprint_from_files(files: ModelFiles, dtype: torch.dtype, quant: str = "none") -> Footprint:
+def footprint_from_files(files: ModelFiles, dtype: torch.dtype, quant: str = "none",
+                         vae_dtype: torch.dtype = torch.float32) -> Footprint:
     """Bytes each model will take, from the file headers (the DiT and encoders at ``dtype``, the DiT's
-    fp8 block weights at 1 byte; VAE and wav2vec2 run in fp32)."""
+    fp8 block weights at 1 byte, the presets' LoRA factors at ``dtype``, the VAE at ``vae_dtype``; wav2vec2
+    runs in fp32)."""
     dit = {strip_prefix(k): v for k, v in {**weight_sizes(files.transformer), **weight_sizes(files.adapter(1))}.items()}
+    lora = preset_lora_file(files)
+    lora_bytes = weight_bytes(weight_sizes(lora), dtype) if lora is not None else 0
     block = {k: v for k, v in dit.items() if k.startswith("blocks.0.")}
     blocks = 1 + max((int(k.split(".")[1]) for k in dit if k.startswith("blocks.")), default=0)
     config = read_config(files.transformer)
     width = config.get("dim") or (config.get("num_attention_heads", 40) * config.get("attention_head_dim", 128))
-    return Footprint(dit=dit_bytes(dit, dtype, quant), dit_block=dit_bytes(block, dtype, quant), blocks=blocks,
+    return Footprint(dit=dit_bytes(dit, dtype, quant) + lora_bytes, dit_block=dit_bytes(block, dtype, quant),
+                     blocks=blocks,
                      text=weight_bytes(weight_sizes(files.wan / "text_encoder"), dtype),
                      image=weight_bytes(weight_sizes(files.wan / "image_encoder"), dtype),
                      audio=weight_bytes(weight_sizes(files.wav2vec), torch.float32),
-                     vae=weight_bytes(weight_sizes(files.wan / "vae"), torch.float32), width=int(width))
+                     vae=weight_bytes(weight_sizes(files.wan / "vae"), vae_dtype), width=int(width))
 
 
 def load_models(files: ModelFiles, options: NativeOptions, homes: dict[str, torch.device]) -> Models:
@@ -68,19 +77,36 @@ def load_models(files: ModelFiles, options: NativeOptions, homes: dict[str, torc
     )
 
     wan, dtype = files.wan, options.dtype
+    lora_path = preset_lora_file(files)
+    lora = read_lora(lora_path) if lora_path is not None else None
+    strength = files.model_set.preset(options.preset).lora_strength
+    fuse = lora is not None and options.fuse_lora and files.preset_lora(options.preset) == lora_path
     processor = json.loads((wan / "image_processor" / "preprocessor_config.json").read_text())
     dit_config = dict(read_config(files.transformer))
     dit_config.setdefault("audio_layers", AutoConfig.from_pretrained(files.wav2vec).num_hidden_layers)
+    transformer = load_transformer(files.transformer, dit_config, adapter=files.adapter(1),
+                                   loras=[*options.loras, *([(lora, strength)] if fuse else [])], dtype=dtype,
+                                   device=homes["dit"], quant=options.quant)
     return Models(
         tokenizer=AutoTokenizer.from_pretrained(wan / "tokenizer"),
         text_encoder=UMT5EncoderModel.from_pretrained(wan / "text_encoder", dtype=dtype).to(homes["text"]).eval(),
         image_encoder=CLIPVisionModel.from_pretrained(wan / "image_encoder", dtype=dtype).to(homes["image"]).eval(),
         clip_mean=torch.tensor(processor["image_mean"]).view(3, 1, 1),
         clip_std=torch.tensor(processor["image_std"]).view(3, 1, 1),
-        vae=AutoencoderKLWan.from_pretrained(wan / "vae", torch_dtype=torch.float32).to(homes["vae"]).eval(),
+        vae=AutoencoderKLWan.from_pretrained(wan / "vae", torch_dtype=options.vae_dtype).to(homes["vae"]).eval(),
         wav2vec=Wav2Vec2Model.from_pretrained(files.wav2vec, attn_implementation="sdpa").to(homes["audio"]).eval(),
         feature_extractor=Wav2Vec2FeatureExtractor.from_pretrained(files.wav2vec),
-        transformer=load_transformer(files.transformer, dit_config, adapter=files.adapter(1), loras=options.loras,
-                                     dtype=dtype, device=homes["dit"], quant=options.quant),
+        transformer=transformer,
         adapters=dict(files.adapters),
+        lora=None if lora is None else AttachedLora(transformer, lora, strength if fuse else 0.0, dtype, lora_path),
     )
+
+
+def preset_lora_file(files: ModelFiles) -> Path | None:
+    """The one LoRA file the presets use, when it is there (a missing one is reported per preset)."""
+    paths = {p for p in (files.preset_lora(name) for name in PRESETS) if p is not None}
+    if len(paths) > 1:
+        raise EngineUnavailable(f"The presets of {files.root} name {len(paths)} LoRA files; talkgen switches one "
+                                "per job: give every preset the same LoRA (or none).", retryable=False)
+    path = next(iter(paths), None)
+    return path if path is not None and path.is_file() else None

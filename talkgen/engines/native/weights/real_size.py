@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from talkgen.engines.native.weights.lora import LoraTensors
 from talkgen.engines.native.weights.models import Models
 
 REAL_DIT = {"num_attention_heads": 40, "attention_head_dim": 128, "in_channels": 36, "out_channels": 16,
@@ -44,6 +45,19 @@ def random_dit(dit: dict, audio: dict, device: torch.device, dtype: torch.dtype)
     for name, param in model.named_parameters():
         param.data = param.data.to(torch.float32 if keep & set(name.split(".")) else dtype)
     return model.eval().requires_grad_(False)
+
+
+def random_lora(model: torch.nn.Module, rank: int = 64, seed: int = 0) -> LoraTensors:
+    """A random LoRA on every Linear of the DiT's blocks (as the lightx2v LoRAs cover them), factors in
+    bf16 on the CPU, for benchmarks of the per-job LoRA branch."""
+    g = torch.Generator().manual_seed(seed)
+    pairs = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.startswith("blocks.") and ".audio_cross_attn." not in name:
+            down = torch.randn(rank, module.in_features, generator=g, dtype=torch.float32) * 0.01
+            up = torch.randn(module.out_features, rank, generator=g, dtype=torch.float32) * 0.01
+            pairs[f"{name}.weight"] = (down.to(torch.bfloat16), up.to(torch.bfloat16))
+    return LoraTensors("random", pairs, {})
 
 
 def random_models(device: torch.device, dtype: torch.dtype, adapters: dict[int, Path]) -> Models:

@@ -2,8 +2,8 @@
 
 Accepted: a diffusers transformer folder (sharded or not), Wan's original shards (a folder with an
 index or ``*.safetensors``), single-file repacks (fp32/bf16/fp16, optional ``model.diffusion_model.``
-prefix), fp8 files (plain or ComfyUI/Kijai ``_scaled``, see `fp8_scales`), InfiniteTalk adapter files, and
-LoRAs in original naming merged at a strength.
+prefix), fp8 files (plain or ComfyUI/Kijai ``_scaled``, see `fp8_scales`) and InfiniteTalk adapter files
+(LoRAs: see `lora`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from talkgen.engines.native.model.fp8 import SCALE, dequantize, is_fp8
+from talkgen.engines.native.model.fp8 import SCALE, is_fp8
 from talkgen.engines.native.weights.keys import looks_original, strip_prefix, to_diffusers
 from talkgen.errors import EngineUnavailable
 
@@ -117,57 +117,6 @@ def check_against(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], o
             f"{len(unexpected)} unexpected weights, e.g. {first!r} from {origin[first]}: the files do not belong "
             "to an InfiniteTalk/Wan2.1-I2V DiT with this config."
         )
-
-
-def merge_lora(tensors: dict[str, torch.Tensor], lora: Path | Mapping[str, torch.Tensor], strength: float,
-               scales: dict[str, torch.Tensor] | None = None) -> int:
-    """Add ``strength * up @ down`` (and ``.diff``/``.diff_b`` deltas) into ``tensors``; returns layers merged.
-
-    Upstream semantics: keys in original Wan naming (``diffusion_model.`` prefix optional), ``alpha``
-    ignored. Unknown targets are an error, not skipped silently. An fp8 target is dequantised (× its
-    entry in ``scales``, which is then used up) and left in fp32, for the loader to quantise again.
-    """
-    if isinstance(lora, Mapping):
-        raw = dict(lora)
-    else:
-        raw = {k: v for file in weight_files(Path(lora)) for k, v in read_file(file).items()}
-    name = "<state dict>" if isinstance(lora, Mapping) else str(lora)
-    downs: dict[str, torch.Tensor] = {}
-    ups: dict[str, torch.Tensor] = {}
-    deltas: dict[str, torch.Tensor] = {}
-    for key, value in raw.items():
-        key = strip_prefix(key.removeprefix("transformer."))
-        for down in (".lora_down.weight", ".lora_A.weight"):
-            if key.endswith(down):
-                downs[key[: -len(down)]] = value
-        for up in (".lora_up.weight", ".lora_B.weight"):
-            if key.endswith(up):
-                ups[key[: -len(up)]] = value
-        if key.endswith(".diff"):
-            deltas[key[: -len(".diff")] + ".weight"] = value
-        elif key.endswith(".diff_b"):
-            deltas[key[: -len(".diff_b")] + ".bias"] = value
-    for base, down in downs.items():
-        if base not in ups:
-            raise unusable(f"LoRA {name}: {base}.lora_down has no matching lora_up.")
-        deltas[base + ".weight"] = ups[base].float() @ down.float()
-    merged = 0
-    for key, delta in deltas.items():
-        target = to_diffusers(key)
-        if target not in tensors:
-            raise unusable(f"LoRA {name} targets {key!r}, which the model does not have: it is for a "
-                                    "different model.")
-        weight = tensors[target]
-        if delta.numel() != weight.numel():
-            raise unusable(f"LoRA {name}: delta for {key!r} has {list(delta.shape)}, weight is "
-                                    f"{list(weight.shape)}.")
-        scale = (scales or {}).pop(target, None)
-        merged_weight = dequantize(weight, scale) + strength * delta.float().reshape(weight.shape)
-        tensors[target] = merged_weight if is_fp8(weight) or scale is not None else merged_weight.to(weight.dtype)
-        merged += 1
-    if not merged:
-        raise unusable(f"LoRA {name} contains no lora_down/lora_up or diff keys.")
-    return merged
 
 
 def cast_for(model: Any, tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:

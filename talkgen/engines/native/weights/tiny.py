@@ -14,10 +14,27 @@ from pathlib import Path
 import torch
 
 from talkgen.engines.native.weights.keys import to_original
-from talkgen.engines.native.weights.layout import ADAPTERS, WAN_DIR, WAN_ORIGINAL_DIR, WAV2VEC_DIR, Preset
+from talkgen.engines.native.weights.layout import (
+    ADAPTERS,
+    WAN_DIR,
+    WAN_ORIGINAL_DIR,
+    WAV2VEC_DIR,
+    ModelSet,
+    SamplingPreset,
+)
+from talkgen.engines.native.weights.tiny_lora import write_tiny_lora
 
-TINY = Preset(name="tiny", steps=4, guidance_scale=5.0, audio_guidance_scale=4.0, shift=7.0, shift_720p=11.0,
-              notes={"weights": "random (seeded): shows the pipeline, not a real face"})
+TINY_LORA = "loras/tiny-step-distill-rank4.safetensors"
+TINY = ModelSet(
+    name="tiny",
+    presets={
+        "fast": SamplingPreset(steps=2, guidance_scale=1.0, audio_guidance_scale=2.0, shift=2.0, shift_720p=2.0,
+                               lora=TINY_LORA, source="the real fast preset's passes, on fewer steps"),
+        "quality": SamplingPreset(steps=4, guidance_scale=5.0, audio_guidance_scale=4.0, shift=7.0, shift_720p=11.0,
+                                  source="the real quality preset's passes, on fewer steps"),
+    },
+    notes={"weights": "random (seeded): shows the pipeline, not a real face"},
+)
 DIT = {"num_attention_heads": 2, "attention_head_dim": 16, "in_channels": 36, "out_channels": 16, "text_dim": 32,
        "freq_dim": 32, "ffn_dim": 64, "num_layers": 2, "image_dim": 32, "added_kv_proj_dim": 32}
 AUDIO = {"audio_layers": 2, "audio_channels": 32, "audio_intermediate_dim": 32, "audio_output_dim": 32,
@@ -68,6 +85,7 @@ def write_tiny(root: Path, seed: int = 0) -> Path:
         if speakers == 2:  # a different adapter, as the real single and multi files are
             adapter = {k: v + 0.02 * torch.randn_like(v) for k, v in adapter.items()}
         save_file(adapter, str(path))
+    write_tiny_lora(root / TINY_LORA, base)
     _model_index(wan)
     TINY.save(root)
     return root
