@@ -36,7 +36,7 @@ def tiny(directory: Path, seed: int, fp8: bool) -> None:
         if dit is None:
             write_tiny(directory, seed=seed)
     click.echo(f"tiny preset written to {directory} in {time.perf_counter() - started:.1f} s "
-               f"(use TALKGEN_MODELS_DIR={directory}" + (f" TALKGEN_NATIVE_TRANSFORMER={dit})" if dit else ")"))
+               f"(use TALKGEN_MODELS_DIR={directory}" + (f"; the DiT is the fp8 file {dit})" if dit else ")"))
 
 
 @models.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,12 @@ def test_models_tiny_fp8_writes_scaled_fp8_files(tmp_path):
 
     result = CliRunner().invoke(main, ["models", "tiny", str(tmp_path / "m"), "--fp8"])
     assert result.exit_code == 0, result.output
-    dit = result.output.split("TALKGEN_NATIVE_TRANSFORMER=")[1].split(")")[0]
+    dit = result.output.split("the DiT is the fp8 file ")[1].split(")")[0]
+    from talkgen.engines.native.weights.layout import ModelFiles
+    from talkgen.settings import Settings
+
+    files = ModelFiles.from_settings(Settings(models_dir=tmp_path / "m"))  # the set file names the fp8 DiT
+    assert files.transformer == Path(dit) and files.model_set.name == "tiny-fp8"
     with safe_open(dit, "pt") as f:
         keys = list(f.keys())
         weight = next(k for k in keys if k.endswith("self_attn.q.weight"))

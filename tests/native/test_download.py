@@ -19,6 +19,7 @@ from tests.support.fake_hub import FakeHub
 BIG = os.urandom(24_000_000)
 CONFIG = b'{"hidden_size": 32}'
 OTHER = b"adapter bytes" * 1000
+LORA = b"lora bytes" * 500
 
 
 def _manifest(tmp_path: Path, big_sha: str | None = None) -> Path:
@@ -30,9 +31,17 @@ def _manifest(tmp_path: Path, big_sha: str | None = None) -> Path:
                  "sha256": big_sha or hashlib.sha256(BIG).hexdigest()},
                 {"path": "config.json", "size": None, "sha256": None}]},
             {"repo": "Org/Audio", "revision": "refs/pr/1", "dir": "Audio", "files": [
-                {"path": "model.safetensors", "size": None, "sha256": None, "optional": "two speakers"}]},
+                {"path": "model.safetensors", "size": None, "sha256": None, "optional": "two speakers",
+                 "group": "two-speakers"}]},
+            {"repo": "Org/Lora", "revision": "main", "dir": "loras", "files": [
+                {"path": "distill.safetensors", "size": None, "sha256": None, "group": "fast-preset"}]},
         ],
-        "preset": {"name": "test-set", "steps": 8},
+        "presets": {
+            "fast": {"steps": 4, "guidance_scale": 1.0, "audio_guidance_scale": 2.0, "shift": 2.0,
+                     "shift_720p": 2.0, "lora": "loras/distill.safetensors"},
+            "quality": {"steps": 8, "guidance_scale": 5.0, "audio_guidance_scale": 4.0, "shift": 7.0,
+                        "shift_720p": 11.0},
+        },
     }
     path = tmp_path / "test-set.json"
     path.write_text(json.dumps(manifest))
@@ -45,6 +54,7 @@ def hub():
         server.add("Org/Base", "abc123", "transformer/model.safetensors", BIG)
         server.add("Org/Base", "abc123", "config.json", CONFIG)
         server.add("Org/Audio", "refs/pr/1", "model.safetensors", OTHER)
+        server.add("Org/Lora", "main", "distill.safetensors", LORA)
         yield server
 
 
@@ -69,7 +79,9 @@ def test_interrupted_download_resumes_and_verifies(hub, tmp_path, monkeypatch):
     assert (models / "Audio/model.safetensors").read_bytes() == OTHER
     lock = json.loads((models / LOCK_FILE).read_text())
     assert lock["Base/config.json"]["sha256"] == hashlib.sha256(CONFIG).hexdigest()
-    assert json.loads((models / "talkgen-presets.json").read_text())["steps"] == 8
+    presets = json.loads((models / "talkgen-presets.json").read_text())
+    assert presets["name"] == "test-set" and presets["presets"]["quality"]["steps"] == 8
+    assert (models / "loras/distill.safetensors").read_bytes() == LORA
     assert verify(str(manifest), models) == []
 
     gets = len(hub.gets)
@@ -103,10 +115,30 @@ def test_cli_download_skip_optional_and_unknown_set(hub, tmp_path):
     run = subprocess.run([sys.executable, "-m", "talkgen.cli", "models", "download", str(manifest), "--dir",
                           str(models), "--skip-optional"], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "2 files verified" in run.stdout and not (models / "Audio").exists()
+    assert "3 files verified" in run.stdout and not (models / "Audio").exists()
+    assert (models / "loras/distill.safetensors").is_file()  # the fast preset's LoRA is part of the default set
     bad = subprocess.run([sys.executable, "-m", "talkgen.cli", "models", "download", "no-such-set"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "infinitetalk-480p" in bad.stderr
+
+
+def test_skip_groups_download_and_verify(hub, tmp_path):
+    manifest, models = _manifest(tmp_path), tmp_path / "models"
+    env = subprocess_env(HF_ENDPOINT=hub.endpoint)
+    cli = [sys.executable, "-m", "talkgen.cli", "models"]
+    run = subprocess.run([*cli, "download", str(manifest), "--dir", str(models), "--skip", "fast-preset"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert not (models / "loras").exists() and (models / "Audio/model.safetensors").is_file()
+    missing = subprocess.run([*cli, "verify", str(manifest), "--dir", str(models)], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 1 and "loras/distill.safetensors: missing" in missing.stderr
+    skipped = subprocess.run([*cli, "verify", str(manifest), "--dir", str(models), "--skip", "fast-preset"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert skipped.returncode == 0, skipped.stderr
+    unknown = subprocess.run([*cli, "download", str(manifest), "--dir", str(models), "--skip", "lora"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert unknown.returncode != 0 and "fast-preset" in unknown.stderr and "two-speakers" in unknown.stderr
 
 
 def test_shipped_manifest_is_complete():
@@ -119,3 +151,7 @@ def test_shipped_manifest_is_complete():
     shards = "Wan2.1-I2V-14B-480P-Diffusers/transformer/diffusion_pytorch_model-"
     assert sum(1 for p in paths if p.startswith(shards)) == 14
     assert all(f.sha256 is None or len(f.sha256) == 64 for f in files)
+    from talkgen.engines.native.weights.layout import FAST
+
+    lora = next(f for f in files if str(f.target) == FAST.lora)  # where the fast preset looks for it
+    assert lora.repo == "Kijai/WanVideo_comfy" and not lora.optional and lora.group == "fast-preset"

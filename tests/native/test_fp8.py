@@ -17,8 +17,10 @@ import torch
 
 from talkgen.engines.native.devices.memory import module_bytes
 from talkgen.engines.native.model.fp8 import Fp8Linear
+from talkgen.engines.native.model.lora import AttachedLora
 from talkgen.engines.native.weights.layout import ADAPTERS, WAN_ORIGINAL_DIR
 from talkgen.engines.native.weights.loading import load_transformer
+from talkgen.engines.native.weights.lora import read_lora
 from talkgen.errors import EngineUnavailable
 from tests.native.conftest import request
 from tests.native.test_weights import CONFIG, _run
@@ -92,12 +94,13 @@ def test_whole_job_on_scaled_fp8_files(native_service, native_media: Path, tiny_
     from talkgen.service import TalkGen
     from talkgen.settings import Settings
 
-    root, dit = tiny_fp8_models
+    root, _ = tiny_fp8_models
     native_service.generate(request(native_media), output=str(tmp_path / "ref.mp4"))
-    service = TalkGen(Settings(engine="native", models_dir=root, native_transformer=dit,
+    service = TalkGen(Settings(engine="native", models_dir=root,  # its talkgen-presets.json names the fp8 DiT
                                allowed_path_roots=[native_media], work_dir=tmp_path / "w", url_retries=0))
     try:
         result = service.generate(request(native_media), output=str(tmp_path / "fp8.mp4"))
+        assert isinstance(service._engine("native").components.transformer.blocks[0].attn1.to_q, Fp8Linear)
     finally:
         service.close()
     video, reference = decode(tmp_path / "fp8.mp4"), decode(tmp_path / "ref.mp4")
@@ -223,5 +226,7 @@ def test_footprint_counts_fp8_bytes(tiny_models: Path, tiny_fp8_models: tuple[Pa
     files = ModelFiles.from_settings(Settings(models_dir=models, native_transformer=transformer))
     predicted = footprint_from_files(files, torch.float32, quant)  # fp32: what stays fp32 is counted right too
     model = load_transformer(transformer, CONFIG, adapter=files.adapter(1), quant=quant)
-    assert predicted.dit == sum(p.numel() * p.element_size() for p in model.parameters())
-    assert predicted.dit_block == sum(p.numel() * p.element_size() for p in model.blocks[0].parameters())
+    AttachedLora(model, read_lora(files.preset_lora("fast")), 1.0, torch.float32)  # its factors count too
+    assert predicted.dit == module_bytes(model) - sum(b.numel() * b.element_size() for n, b in model.named_buffers()
+                                                      if "lora" not in n)  # the RoPE tables: made, not stored
+    assert predicted.dit_block == module_bytes(model.blocks[0])

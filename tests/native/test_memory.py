@@ -86,7 +86,8 @@ def test_footprint_from_file_headers_matches_the_loaded_models(tiny_models, nati
         got, want = getattr(predicted, name), getattr(loaded, name)
         assert abs(got - want) <= 0.05 * want, (name, got, want)
     dit_params = sum(p.numel() * p.element_size() for p in models.transformer.parameters())
-    assert predicted.dit == dit_params  # the RoPE tables are buffers, made at load, not stored
+    lora = sum(b.numel() * b.element_size() for n, b in models.transformer.named_buffers() if ".lora_" in n)
+    assert lora > 0 and predicted.dit == dit_params + lora  # RoPE tables: buffers made at load, not stored
     assert predicted.blocks == loaded.blocks == 2
 
 

@@ -151,7 +151,9 @@ def download(name: str, root: Path, *, endpoint: str | None = None, token: str |
             raise EngineUnavailable(f"{item.target} from {item.repo}@{item.revision} is corrupt ({problem}); it "
                                     "was deleted: rerun the command to fetch it again.", retryable=True)
     _write_lock(root, lock)
-    (ModelSet.from_dict(manifest) if "presets" in manifest else ModelSet(name=manifest["name"])).save(root)
+    model_set = (ModelSet.from_dict(manifest) if "presets" in manifest
+                 else ModelSet(name=manifest["name"], files=manifest.get("files", {})))
+    model_set.save(root)
     report(f"{manifest['name']}: {len(items)} files verified in {root} ({PRESET_FILE} written)")
     return root
 

@@ -71,6 +71,9 @@ class ModelSet:
     presets: dict[str, SamplingPreset] = field(default_factory=lambda: {"fast": FAST, "quality": QUALITY})
     negative_prompt: str = NEGATIVE_PROMPT
     notes: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+    """Where this set keeps the DiT and adapters when not at the default paths (relative to the models dir):
+    ``{"transformer": path, "adapters": {"1": path, "2": path}}``, e.g. the seed's fp8 single files."""
 
     def preset(self, name: str) -> SamplingPreset:
         return self.presets[name]
@@ -85,7 +88,8 @@ class ModelSet:
         if missing:
             raise ValueError(f"no preset {', '.join(missing)}")
         return cls(name=data.get("name", cls.name), presets=presets,
-                   negative_prompt=data.get("negative_prompt", NEGATIVE_PROMPT), notes=data.get("notes", {}))
+                   negative_prompt=data.get("negative_prompt", NEGATIVE_PROMPT), notes=data.get("notes", {}),
+                   files=data.get("files", {}))
 
     @classmethod
     def load(cls, root: Path) -> ModelSet:
@@ -115,13 +119,17 @@ class ModelFiles:
     def from_settings(cls, settings: Settings) -> ModelFiles:
         root = Path(settings.models_dir).expanduser()
         wan = root / WAN_DIR
+        files = ModelSet.load(root).files
         transformer = settings.native_transformer
+        if transformer is None and "transformer" in files:
+            transformer = root / files["transformer"]
         if transformer is None:
             diffusers_dir = wan / "transformer"
             original = root / WAN_ORIGINAL_DIR
             transformer = original if not diffusers_dir.exists() and original.exists() else diffusers_dir
         return cls(root=root, wan=wan, transformer=Path(transformer).expanduser(),
-                   adapters={n: root / p for n, p in ADAPTERS.items()}, wav2vec=root / WAV2VEC_DIR)
+                   adapters={n: root / files.get("adapters", {}).get(str(n), p) for n, p in ADAPTERS.items()},
+                   wav2vec=root / WAV2VEC_DIR)
 
     @property
     def model_set(self) -> ModelSet:

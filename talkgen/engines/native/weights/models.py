@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from talkgen.engines.native.devices.memory import Footprint, dit_bytes, weight_bytes, weight_sizes
+from talkgen.engines.native.devices.memory import Footprint, Size, dit_bytes, weight_bytes, weight_sizes
 from talkgen.engines.native.devices.options import NativeOptions
 from talkgen.engines.native.model.lora import AttachedLora
 from talkgen.engines.native.weights.keys import strip_prefix
@@ -51,12 +51,14 @@ def footprint_from_files(files: ModelFiles, dtype: torch.dtype, quant: str = "no
     runs in fp32)."""
     dit = {strip_prefix(k): v for k, v in {**weight_sizes(files.transformer), **weight_sizes(files.adapter(1))}.items()}
     lora = preset_lora_file(files)
-    lora_bytes = weight_bytes(weight_sizes(lora), dtype) if lora is not None else 0
+    factors = lora_factors(weight_sizes(lora)) if lora is not None else {}
+    lora_block = {k: v for k, v in factors.items() if k.startswith("blocks.0.")}
     block = {k: v for k, v in dit.items() if k.startswith("blocks.0.")}
     blocks = 1 + max((int(k.split(".")[1]) for k in dit if k.startswith("blocks.")), default=0)
     config = read_config(files.transformer)
     width = config.get("dim") or (config.get("num_attention_heads", 40) * config.get("attention_head_dim", 128))
-    return Footprint(dit=dit_bytes(dit, dtype, quant) + lora_bytes, dit_block=dit_bytes(block, dtype, quant),
+    return Footprint(dit=dit_bytes(dit, dtype, quant) + weight_bytes(factors, dtype),
+                     dit_block=dit_bytes(block, dtype, quant) + weight_bytes(lora_block, dtype),
                      blocks=blocks,
                      text=weight_bytes(weight_sizes(files.wan / "text_encoder"), dtype),
                      image=weight_bytes(weight_sizes(files.wan / "image_encoder"), dtype),
@@ -100,6 +102,13 @@ def load_models(files: ModelFiles, options: NativeOptions, homes: dict[str, torc
         adapters=dict(files.adapters),
         lora=None if lora is None else AttachedLora(transformer, lora, strength if fuse else 0.0, dtype, lora_path),
     )
+
+
+def lora_factors(sizes: dict[str, Size]) -> dict[str, Size]:
+    """The LoRA tensors that stay on the model's device (keys without prefix): the 2-D factor pairs, which
+    `AttachedLora` keeps beside their Linears; dense deltas stay on the CPU."""
+    factor = (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight")
+    return {strip_prefix(k): v for k, v in sizes.items() if k.endswith(factor) and v.ndim == 2}
 
 
 def preset_lora_file(files: ModelFiles) -> Path | None:

@@ -5,19 +5,20 @@ the seed's layout (see ``runpod-and-deploy.md`` §2.5): the base DiT as one file
 names, every 2-D weight in fp8 with ``<linear>.scale_weight`` next to it plus ComfyUI's ``scaled_fp8``
 marker (Kijai's ``Wan2_1-I2V-14B-480P_fp8_e4m3fn_scaled_KJ.safetensors``), and both InfiniteTalk
 adapters rewritten in place the same way (``Wan2_1-InfiniteTalk-{Single,Multi}_fp8_e4m3fn_scaled_KJ``).
-Point ``TALKGEN_NATIVE_TRANSFORMER`` at the returned file.
+The set's ``talkgen-presets.json`` names the fp8 DiT file, so the engine uses it with no other setting.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from talkgen.engines.native.model.fp8 import STORAGE, quantize
 from talkgen.engines.native.weights.layout import ADAPTERS, WAN_ORIGINAL_DIR
-from talkgen.engines.native.weights.tiny import write_tiny
+from talkgen.engines.native.weights.tiny import TINY, write_tiny
 
 FP8_DIR = "fp8"
 DIT_FILE = "Wan2_1-I2V-14B-480P_fp8_e4m3fn_scaled_KJ.safetensors"
@@ -57,4 +58,5 @@ def write_tiny_fp8(root: Path, seed: int = 0, scaled: bool = True) -> Path:
     for rel in ADAPTERS.values():
         path = root / rel
         save_file(scaled_fp8(load_file(str(path)), scaled), str(path), metadata={"format": "pt"})
+    replace(TINY, name="tiny-fp8", files={"transformer": f"{FP8_DIR}/{name}"}).save(root)
     return folder / name
