@@ -10,7 +10,8 @@ blocks) it measures one DiT pass with the weights as the default server holds th
 fused: a plain pass), the same pass with a rank-64 LoRA branch switched on (what a `quality` job pays on that
 server), the compile time, and the peak GPU memory; plus the VAE decode of a window. From those it prints
 GPU seconds per second of video for each preset (a window adds 72 frames = 2.88 s). Offload rows give the
-same pass's speed and peak memory with the DiT's blocks streamed from CPU memory (`group`).
+same pass's speed and peak memory with the DiT's blocks streamed from CPU memory (`group`). The VAE decode
+is timed in fp32 (used in the table) and in bf16.
 
 Without a GPU (and without --smoke) it prints each preset's passes per window and exits 0.
 """
@@ -204,7 +205,7 @@ def main() -> int:
     parser.add_argument("--speakers", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp8"])
     parser.add_argument("--modes", nargs="+", default=["eager", "compiled"])
-    parser.add_argument("--offloads", nargs="+", default=["group"], help="offload rows (480p, one speaker, eager)")
+    parser.add_argument("--offloads", nargs="*", default=["group"], help="offload rows (480p, one speaker, eager)")
     parser.add_argument("--backends", nargs="*", default=[], help="also time these attention backends")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--smoke", action="store_true", help="tiny configuration on CPU (checks the script)")
@@ -233,6 +234,10 @@ def main() -> int:
             torch.cuda.synchronize()
 
     decode = {size: time_vae_decode(SIZES[size], device, args.smoke, sync, torch.float32) for size in sizes}
+    for size in sizes:
+        bf16 = time_vae_decode(SIZES[size], device, args.smoke, sync, torch.bfloat16)
+        print(f"VAE decode of a {size} window: {decode[size]:.2f} s in fp32, {bf16:.2f} s in bf16 "
+              "(TALKGEN_NATIVE_VAE_DTYPE)")
     rows = [measure(Row(size, speakers, precision, mode, "none"), dit, audio, device, dtype, args.repeats, sync)
             for size in sizes for speakers in args.speakers for precision in args.precisions for mode in modes]
     rows += [measure(Row(sizes[0], 1, precision, "eager", offload), dit, audio, device, dtype, args.repeats, sync)

@@ -98,6 +98,30 @@ def test_the_speaker_adapter_swap_reaches_streamed_blocks(gpu_settings, native_m
     assert _differ(videos["group"], videos["none"]) < 1.0
 
 
+@pytest.mark.parametrize("offload, fuse", [("none", True), ("group", True), ("group", False), ("none", "fp8")])
+def test_presets_switch_per_job_on_the_gpu(gpu_settings, native_media, tmp_path, offload, fuse):
+    """fast → quality → fast on one warm engine: the LoRA's factors ride with their blocks (resident or
+    streamed), the dense deltas reach the pinned copies, and nothing drifts between the two fast jobs."""
+    from talkgen.service import TalkGen
+
+    update = {"native_offload": offload, "native_fuse_lora": fuse is not False}
+    if fuse == "fp8":
+        update["native_quant"] = "fp8"
+    service = TalkGen(gpu_settings.model_copy(update=update))
+    short = str(native_media / "short.wav")
+    try:
+        first = service.generate(request(native_media, wav_path=short), output=str(tmp_path / "f1.mp4"))
+        quality = service.generate(request(native_media, wav_path=short, preset="quality"),
+                                   output=str(tmp_path / "q.mp4"))
+        service.generate(request(native_media, wav_path=short, preset="fast"), output=str(tmp_path / "f2.mp4"))
+    finally:
+        service.close()
+    assert (first.params["preset"], quality.params["preset"]) == ("fast", "quality")
+    fast1, fast2 = (np.stack(_check(tmp_path / f"{n}.mp4", 1.6).frames) for n in ("f1", "f2"))
+    assert _differ(fast1, fast2) == 0.0
+    assert _differ(np.stack(_check(tmp_path / "q.mp4", 1.6).frames), fast1) > 1.0
+
+
 @pytest.mark.parametrize("source, offload", [("quant", "none"), ("quant", "group"), ("scaled-files", "none")])
 def test_fp8_weights_on_the_gpu(gpu_settings, tiny_fp8_models, native_media, tmp_path, resident, source, offload):
     """fp8 storage (quantised at load, or the seed's `_scaled` files), with and without streamed blocks; the
