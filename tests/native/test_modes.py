@@ -23,8 +23,8 @@ def _check(path: Path, seconds: float, size: tuple[int, int] = (SIZE, SIZE)):  #
 def test_i2v_single_two_windows(native_service, native_media, tmp_path):
     result = native_service.generate(request(native_media), output=str(tmp_path / "a.mp4"))
     video = _check(tmp_path / "a.mp4", 3.4)
-    assert result.params["windows"] == 2 and result.params["passes_per_step"] == 3
-    assert result.params["model"] == "tiny" and result.params["steps"] == 4
+    assert result.params["windows"] == 2 and result.params["passes_per_step"] == 2  # the fast preset
+    assert result.params["model"] == "tiny" and result.params["steps"] == 2 and result.params["preset"] == "fast"
     # Random weights, but real frames: not blank, and the first frame is anchored to the portrait's latent.
     assert np.std(video.frames[40]) > 5
 
@@ -80,7 +80,7 @@ def test_progress_reports_windows_and_steps(native_service, native_media, tmp_pa
                             output=str(tmp_path / "p.mp4"), progress=events.append)
     generate = [e for e in events if e.stage == "generate"]
     steps = [e for e in generate if "step" in e.message]
-    assert len(steps) == 4  # one window x four steps
-    assert steps[-1].message == "window 1/1, step 4/4"
+    assert len(steps) == 2  # one window x the fast preset's two steps
+    assert steps[-1].message == "window 1/1, step 2/2"
     fractions = [e.fraction for e in generate]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0

@@ -9,7 +9,7 @@ skipped: a LoRA for another model must not half-apply.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +31,7 @@ class LoraTensors:
     name: str
     pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]
     dense: dict[str, torch.Tensor]
+    original: dict[str, str] = field(default_factory=dict)  # model key → the key as the file names it
 
     def delta(self, key: str) -> torch.Tensor:
         """The full fp32 delta for ``key`` (flattened ``up @ down`` for a pair, reshaped by the caller)."""
@@ -55,6 +56,7 @@ def read_lora(lora: LoraSource) -> LoraTensors:
     downs: dict[str, torch.Tensor] = {}
     ups: dict[str, torch.Tensor] = {}
     dense: dict[str, torch.Tensor] = {}
+    original: dict[str, str] = {}
     for key, value in raw.items():
         key = strip_prefix(key.removeprefix("transformer."))
         for suffix, into in ((s, downs) for s in _DOWN):
@@ -63,25 +65,28 @@ def read_lora(lora: LoraSource) -> LoraTensors:
         for suffix, into in ((s, ups) for s in _UP):
             if key.endswith(suffix):
                 into[key[: -len(suffix)]] = value
-        if key.endswith(".diff"):
-            dense[to_diffusers(key[: -len(".diff")] + ".weight")] = value
-        elif key.endswith(".diff_b"):
-            dense[to_diffusers(key[: -len(".diff_b")] + ".bias")] = value
+        for suffix, param in ((".diff", ".weight"), (".diff_b", ".bias")):
+            if key.endswith(suffix):
+                target = key[: -len(suffix)] + param
+                dense[to_diffusers(target)] = value
+                original[to_diffusers(target)] = target
     pairs = {}
     for base, down in downs.items():
         if base not in ups:
             raise unusable(f"LoRA {name}: {base}.lora_down has no matching lora_up.")
         pairs[to_diffusers(base + ".weight")] = (down, ups[base])
+        original[to_diffusers(base + ".weight")] = base + ".weight"
     if not pairs and not dense:
         raise unusable(f"LoRA {name} contains no lora_down/lora_up or diff keys.")
-    return LoraTensors(name, pairs, dense)
+    return LoraTensors(name, pairs, dense, original)
 
 
 def check_targets(lora: LoraTensors, shapes: Mapping[str, torch.Size]) -> None:
     """Every target exists in the model with as many elements as its delta."""
     for key in lora.targets():
+        named = lora.original.get(key, key)
         if key not in shapes:
-            raise unusable(f"LoRA {lora.name} targets {key!r}, which the model does not have: it is for a "
+            raise unusable(f"LoRA {lora.name} targets {named!r}, which the model does not have: it is for a "
                            "different model.")
         if key in lora.pairs:
             down, up = lora.pairs[key]
@@ -89,7 +94,7 @@ def check_targets(lora: LoraTensors, shapes: Mapping[str, torch.Size]) -> None:
         else:
             numel, shape = lora.dense[key].numel(), list(lora.dense[key].shape)
         if numel != shapes[key].numel():
-            raise unusable(f"LoRA {lora.name}: delta for {key!r} has {shape}, weight is {list(shapes[key])}.")
+            raise unusable(f"LoRA {lora.name}: delta for {named!r} has {shape}, weight is {list(shapes[key])}.")
 
 
 def merge_lora(tensors: dict[str, torch.Tensor], lora: LoraSource | LoraTensors, strength: float,
