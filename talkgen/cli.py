@@ -344,8 +344,10 @@ def _run_secondary(service, req) -> None:  # type: ignore[no-untyped-def]
 
 def _add_subcommands() -> None:
     from talkgen.cli_models import models
+    from talkgen.doctor.command import doctor
 
     main.add_command(models)
+    main.add_command(doctor)
 
 
 _add_subcommands()

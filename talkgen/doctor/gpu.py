@@ -1,0 +1,87 @@
+"""torch, CUDA and the driver; each GPU's free memory; the native engine's memory plan at 832x480."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Any
+
+from talkgen.doctor.result import Check, error, ok, warning
+from talkgen.settings import Settings
+
+GIB = 1 << 30
+PLAN_SIZE = (832, 480)
+CPU_ONLY = "no CUDA GPU: the native engine runs on the CPU, usable only for the tiny test preset"
+
+
+def checks(settings: Settings) -> list[Check]:
+    try:
+        import torch
+    except ImportError:
+        if settings.engine == "native":
+            return [error("torch", "not installed: the native engine needs it", "pip install 'talkgen[native]'")]
+        return [ok("torch", f"not installed (not needed by the {settings.engine} engine)")]
+    native = settings.engine == "native"
+    wants_cuda = native and settings.native_device.startswith("cuda")
+    build = f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none (CPU build)'}"
+    if not torch.cuda.is_available():
+        if wants_cuda:
+            return [error("gpu", f"{build}; TALKGEN_NATIVE_DEVICE={settings.native_device} but no CUDA GPU is "
+                          "usable here", "run on a machine with an NVIDIA GPU and a CUDA build of torch, or set "
+                          "TALKGEN_NATIVE_DEVICE=auto (CPU: tiny test preset only)")]
+        if not native or settings.native_device == "cpu":
+            return [ok("gpu", f"{build}; no CUDA GPU (TALKGEN_NATIVE_DEVICE={settings.native_device})"
+                       if native else f"{build}; no CUDA GPU here (the {settings.engine} engine does not use it)")]
+        return [warning("gpu", f"{build}; {CPU_ONLY}", "for real weights use a machine with an NVIDIA GPU (about "
+                        "40 GB+ of VRAM for the 14B model, less with TALKGEN_NATIVE_QUANT=fp8)")]
+    out = [ok("cuda", f"{build}, driver {_driver() or 'unknown'}, {torch.cuda.device_count()} GPU(s)")]
+    for index in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(index)
+        out.append(ok(f"gpu {index}", f"{torch.cuda.get_device_name(index)}: {free / GIB:.1f} of "
+                      f"{total / GIB:.1f} GiB free"))
+    if native and settings.native_device != "cpu":
+        out.append(_plan(settings, torch))
+    return out
+
+
+def _driver() -> str | None:
+    """The NVIDIA driver version from nvidia-smi (None when it is not on PATH or fails)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        result = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                                text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = result.stdout.split()
+    return lines[0] if result.returncode == 0 and lines else None
+
+
+def _plan(settings: Settings, torch: Any) -> Check:
+    """The offload plan the native engine would choose at 832x480 on its GPU, or that nothing fits."""
+    from talkgen.engines.native.devices.memory import Activations, plan_memory
+    from talkgen.engines.native.devices.options import DTYPES
+    from talkgen.engines.native.weights.layout import ModelFiles
+    from talkgen.engines.native.weights.models import footprint_from_files
+
+    files = ModelFiles.from_settings(settings)
+    missing = [name for name, path in files.required().items() if not path.exists()]
+    if missing:
+        return warning("memory plan", "not estimated: the model files are missing (see models)",
+                       "download the models, then rerun `talkgen doctor`")
+    device = torch.device("cuda" if settings.native_device == "auto" else settings.native_device)
+    index = device.index or 0
+    dtype = DTYPES["bf16" if settings.native_dtype == "auto" else settings.native_dtype]
+    footprint = footprint_from_files(files, dtype, settings.native_quant, DTYPES[settings.native_vae_dtype])
+    free, _ = torch.cuda.mem_get_info(index)
+    act = Activations.for_size(*PLAN_SIZE, model_width=footprint.width)
+    plan = plan_memory(settings.native_offload, settings.native_vae_tiling, footprint, act, free)
+    size = "x".join(map(str, PLAN_SIZE))
+    name = f"memory plan (cuda:{index})"
+    if plan.fits:
+        return ok(name, f"{size}: {plan.describe()}; weights {footprint.total / GIB:.1f} GiB")
+    hint = "" if settings.native_quant == "fp8" else "set TALKGEN_NATIVE_QUANT=fp8 (half the DiT's bytes), "
+    return error(name, f"{size}: nothing fits (lightest tried: {plan.describe()}; TALKGEN_NATIVE_OFFLOAD="
+                 f"{settings.native_offload})", f"{hint}use TALKGEN_NATIVE_OFFLOAD=auto, free the GPU of other "
+                 "processes, or use a GPU with more memory")
