@@ -224,9 +224,9 @@ def test_footprint_counts_fp8_bytes(tiny_models: Path, tiny_fp8_models: tuple[Pa
     root, dit = tiny_fp8_models
     models, transformer = (root, dit) if quant == "none" else (tiny_models, tiny_models / WAN_ORIGINAL_DIR)
     files = ModelFiles.from_settings(Settings(models_dir=models, native_transformer=transformer))
-    predicted = footprint_from_files(files, torch.float32, quant)  # fp32: what stays fp32 is counted right too
+    predicted = footprint_from_files(files, torch.float32, quant, lora_resident=True)  # fp32: all counted right
     model = load_transformer(transformer, CONFIG, adapter=files.adapter(1), quant=quant)
-    AttachedLora(model, read_lora(files.preset_lora("fast")), 1.0, torch.float32)  # its factors count too
+    AttachedLora(model, read_lora(files.preset_lora("fast")), 0.0, torch.float32)  # unfused: its factors count
     assert predicted.dit == module_bytes(model) - sum(b.numel() * b.element_size() for n, b in model.named_buffers()
                                                       if "lora" not in n)  # the RoPE tables: made, not stored
     assert predicted.dit_block == module_bytes(model.blocks[0])

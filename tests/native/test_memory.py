@@ -86,8 +86,13 @@ def test_footprint_from_file_headers_matches_the_loaded_models(tiny_models, nati
         got, want = getattr(predicted, name), getattr(loaded, name)
         assert abs(got - want) <= 0.05 * want, (name, got, want)
     dit_params = sum(p.numel() * p.element_size() for p in models.transformer.parameters())
-    lora = sum(b.numel() * b.element_size() for n, b in models.transformer.named_buffers() if ".lora_" in n)
-    assert lora > 0 and predicted.dit == dit_params + lora  # RoPE tables: buffers made at load, not stored
+    assert predicted.dit == dit_params  # RoPE tables: buffers made at load, not stored; the fused LoRA's factors
+    assert not any(".lora_" in n for n, _ in models.transformer.named_buffers())  # rest on the CPU
+    unfused = footprint_from_files(files, torch.float32, lora_resident=True)
+    options = NativeOptions.from_settings(native_settings.model_copy(update={"native_fuse_lora": False}))
+    transformer = Components.from_files(files, options).models.transformer
+    lora = sum(b.numel() * b.element_size() for n, b in transformer.named_buffers() if ".lora_" in n)
+    assert lora > 0 and unfused.dit == dit_params + lora
     assert predicted.blocks == loaded.blocks == 2
 
 

@@ -45,13 +45,13 @@ class Models:
 
 
 def footprint_from_files(files: ModelFiles, dtype: torch.dtype, quant: str = "none",
-                         vae_dtype: torch.dtype = torch.float32) -> Footprint:
+                         vae_dtype: torch.dtype = torch.float32, lora_resident: bool = False) -> Footprint:
     """Bytes each model will take, from the file headers (the DiT and encoders at ``dtype``, the DiT's
-    fp8 block weights at 1 byte, the presets' LoRA factors at ``dtype``, the VAE at ``vae_dtype``; wav2vec2
-    runs in fp32)."""
+    fp8 block weights at 1 byte, the presets' LoRA factors at ``dtype`` when they stay on the device (an
+    unfused LoRA), the VAE at ``vae_dtype``; wav2vec2 runs in fp32)."""
     dit = {strip_prefix(k): v for k, v in {**weight_sizes(files.transformer), **weight_sizes(files.adapter(1))}.items()}
     lora = preset_lora_file(files)
-    factors = lora_factors(weight_sizes(lora)) if lora is not None else {}
+    factors = lora_factors(weight_sizes(lora)) if lora is not None and lora_resident else {}
     lora_block = {k: v for k, v in factors.items() if k.startswith("blocks.0.")}
     block = {k: v for k, v in dit.items() if k.startswith("blocks.0.")}
     blocks = 1 + max((int(k.split(".")[1]) for k in dit if k.startswith("blocks.")), default=0)
@@ -82,7 +82,7 @@ def load_models(files: ModelFiles, options: NativeOptions, homes: dict[str, torc
     lora_path = preset_lora_file(files)
     lora = read_lora(lora_path) if lora_path is not None else None
     strength = files.model_set.preset(options.preset).lora_strength
-    fuse = lora is not None and options.fuse_lora and files.preset_lora(options.preset) == lora_path
+    fuse = fuses_lora(files, options)
     processor = json.loads((wan / "image_processor" / "preprocessor_config.json").read_text())
     dit_config = dict(read_config(files.transformer))
     dit_config.setdefault("audio_layers", AutoConfig.from_pretrained(files.wav2vec).num_hidden_layers)
@@ -109,6 +109,12 @@ def lora_factors(sizes: dict[str, Size]) -> dict[str, Size]:
     `AttachedLora` keeps beside their Linears; dense deltas stay on the CPU."""
     factor = (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight")
     return {strip_prefix(k): v for k, v in sizes.items() if k.endswith(factor) and v.ndim == 2}
+
+
+def fuses_lora(files: ModelFiles, options: NativeOptions) -> bool:
+    """Whether the presets' LoRA is fused at load: it exists, fusing is on and the default preset uses it."""
+    lora = preset_lora_file(files)
+    return lora is not None and options.fuse_lora and files.preset_lora(options.preset) == lora
 
 
 def preset_lora_file(files: ModelFiles) -> Path | None:
