@@ -125,6 +125,14 @@ class TalkGen:
             timings={k: round(v, 3) for k, v in timings.items()}, **sink_fields,
         )
 
+    def warm_up(self, engine: str | None = None) -> str:
+        """Build ``engine`` (default: the service's) now, so the first job does not pay for loading it;
+        returns what was done. Raises `TalkgenError` when it cannot start."""
+        name = engine or self.default_engine
+        started = time.perf_counter()
+        self._engine(name)
+        return f"engine {name} loaded in {time.perf_counter() - started:.1f} s"
+
     def cancel_all(self) -> int:
         """Cancel every job in progress (the worker is being stopped); returns how many there were.
 

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
 
     # engines
     engine: str = Field("native", description="Engine used when a request names none.")
+    warmup: bool = Field(
+        False, description="Workers (RunPod) load the default engine at start, before the first job; a failure "
+        "there stops the worker with its message."
+    )
 
     # sources
     allowed_path_roots: Annotated[list[Path], NoDecode] = Field(

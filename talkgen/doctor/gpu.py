@@ -32,8 +32,8 @@ def checks(settings: Settings) -> list[Check]:
         if not native or settings.native_device == "cpu":
             return [ok("gpu", f"{build}; no CUDA GPU (TALKGEN_NATIVE_DEVICE={settings.native_device})"
                        if native else f"{build}; no CUDA GPU here (the {settings.engine} engine does not use it)")]
-        return [warning("gpu", f"{build}; {CPU_ONLY}", "for real weights use a machine with an NVIDIA GPU (about "
-                        "40 GB+ of VRAM for the 14B model, less with TALKGEN_NATIVE_QUANT=fp8)")]
+        return [warning("gpu", f"{build}; {CPU_ONLY}", "for the real weights use an NVIDIA GPU with a CUDA build of "
+                        "torch (24 GB cards stream the DiT; 80 GB keep every model resident)")]
     out = [ok("cuda", f"{build}, driver {_driver() or 'unknown'}, {torch.cuda.device_count()} GPU(s)")]
     for index in range(torch.cuda.device_count()):
         free, total = torch.cuda.mem_get_info(index)

@@ -25,8 +25,8 @@ def checks(settings: Settings, verify: bool = False) -> list[Check]:
     name = ModelSet.load(root).name
     missing = {part: path for part, path in files.required().items() if not path.exists()}
     if missing:
-        where = "; ".join(f"{part} ({path})" for part, path in missing.items())
-        return [error("models", f"{name} in {root}: missing {', '.join(missing)} — expected {where}",
+        where = ", ".join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in missing.values())
+        return [error("models", f"{name} in {root}: missing {', '.join(missing)} (expected at {where})",
                       _download_fix(root, name))]
     out = [ok("models", f"{name} in {root}: every component present")]
     lora = files.preset_lora(settings.native_preset)

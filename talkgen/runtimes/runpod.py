@@ -175,10 +175,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.argv = [sys.argv[0], *argv]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:  # a misconfigured worker says so at start; each job then gets the same invalid_config error
-        service()
+        tg = service()
     except TalkgenError as exc:
         log.error("worker misconfigured: %s: %s", exc.code, exc.message)
+        if os.environ.get("TALKGEN_WARMUP", "").strip().lower() in {"1", "true", "yes", "on"}:
+            raise SystemExit(1) from None  # warm-up asked for: fail fast, as a failed load would
+        tg = None
+    if tg is not None and tg.settings.warmup:
+        _warm_up(tg)
     runpod.serverless.start({"handler": handler})
+
+
+def _warm_up(tg: TalkGen) -> None:
+    """TALKGEN_WARMUP: load the engine before the first job; if it cannot start, stop the worker (exit 1)
+    with the error's message rather than take jobs that would all fail."""
+    log.info("warm-up: loading engine %s before the first job", tg.default_engine)
+    try:
+        log.info("warm-up: %s", tg.warm_up())
+    except TalkgenError as exc:
+        detail = f" ({exc.private})" if exc.private else ""
+        log.error("warm-up failed, stopping the worker: %s: %s%s", exc.code, exc.message, detail)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
