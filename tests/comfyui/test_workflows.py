@@ -11,9 +11,9 @@ from talkgen.engines.comfyui.schema import check_graph
 from talkgen.engines.comfyui.workflow import Workflow
 from talkgen.errors import InvalidConfig
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "talkgen" / "engines" / "comfyui" / "workflows"
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 OBJECT_INFO = Path(__file__).resolve().parents[3] / "shared" / "comfyui" / "object_info.json"
-TEMPLATES = sorted(WORKFLOWS.rglob("*.json"))
+TEMPLATES = sorted(WORKFLOWS.glob("*/*.json"))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_binding_errors_are_clear(tmp_path):
 def test_versions_file_lists_every_model_each_flavour_loads():
     from talkgen.engines.comfyui.preflight import LOADERS
 
-    versions = json.loads((WORKFLOWS.parent / "versions.json").read_text())
+    versions = json.loads((WORKFLOWS / "versions.json").read_text())
     assert len(versions["comfyui"]["commit"]) == 40
     for flavour in ("native", "wrapper"):
         named = set()

@@ -14,6 +14,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NAME = "comfyui"
-BUILTIN = Path(__file__).parent / "workflows"
+BUILTIN = Path(str(files("talkgen.workflows")))
+"""The built-in graphs, ``<flavour>/<mode>.json``: the repository's top-level ``workflows/`` folder, shipped in the
+wheel as the package ``talkgen.workflows`` (``package-dir`` in pyproject.toml)."""
+VERSIONS = BUILTIN / "versions.json"
+"""ComfyUI and node-pack commits, packages and model files the built-in graphs need (read by the image build)."""
 REQUIRED_NODES = {"native": ["WanInfiniteTalkToVideo", "ModelPatchLoader", "AudioEncoderLoader", "LoadVideo",
                              "GetVideoComponents", "SaveVideo"],
                   "wrapper": ["WanVideoSampler", "MultiTalkWav2VecEmbeds", "WanVideoImageToVideoMultiTalk",
