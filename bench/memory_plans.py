@@ -27,26 +27,11 @@ LORA_RANK = 64
 
 def footprints():  # type: ignore[no-untyped-def]
     import torch
-    from diffusers import AutoencoderKLWan
-    from transformers import (
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        UMT5Config,
-        UMT5EncoderModel,
-        Wav2Vec2Config,
-        Wav2Vec2Model,
-    )
 
     from talkgen.engines.native.devices.memory import Footprint, module_bytes
-    from talkgen.engines.native.model.transformer import InfiniteTalkTransformer3DModel
-    from talkgen.engines.native.weights.real_size import CLIP_H14, REAL_AUDIO, REAL_DIT, UMT5_XXL
+    from talkgen.engines.native.weights.real_size import meta_models
 
-    with torch.device("meta"):
-        text = UMT5EncoderModel(UMT5Config(**UMT5_XXL)).to(torch.bfloat16)
-        image = CLIPVisionModel(CLIPVisionConfig(**CLIP_H14)).to(torch.bfloat16)
-        audio = Wav2Vec2Model(Wav2Vec2Config())
-        vae = AutoencoderKLWan()
-        dit = InfiniteTalkTransformer3DModel(**REAL_DIT, **REAL_AUDIO).to(torch.bfloat16)
+    dit, text, image, audio, vae = meta_models()
     bf16 = Footprint.of_modules(dit, text, image, audio, vae)
     linears = [m for n, m in dit.named_modules() if isinstance(m, torch.nn.Linear) and n.startswith("blocks.")]
     saved = sum(m.weight.numel() for m in linears)  # 2 bytes → 1 byte each (+ a 4-byte scale, negligible)

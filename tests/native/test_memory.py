@@ -14,30 +14,10 @@ GIB = 1 << 30
 @pytest.fixture(scope="module")
 def real_footprint():
     """The real 14B set's weights, sized on the meta device (no memory, no download)."""
-    import torch
-    from diffusers import AutoencoderKLWan
-    from transformers import (
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        UMT5Config,
-        UMT5EncoderModel,
-        Wav2Vec2Config,
-        Wav2Vec2Model,
-    )
-
     from talkgen.engines.native.devices.memory import Footprint
-    from talkgen.engines.native.model.transformer import InfiniteTalkTransformer3DModel
-    from talkgen.engines.native.weights.real_size import REAL_AUDIO, REAL_DIT
+    from talkgen.engines.native.weights.real_size import meta_models
 
-    with torch.device("meta"):
-        text = UMT5EncoderModel(UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24,
-                                           num_heads=64, feed_forward_proj="gated-gelu")).to(torch.bfloat16)
-        image = CLIPVisionModel(CLIPVisionConfig(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
-                                                 num_attention_heads=16, patch_size=14)).to(torch.bfloat16)
-        audio = Wav2Vec2Model(Wav2Vec2Config())
-        vae = AutoencoderKLWan()
-        dit = InfiniteTalkTransformer3DModel(**REAL_DIT, **REAL_AUDIO).to(torch.bfloat16)
-    return Footprint.of_modules(dit, text, image, audio, vae)
+    return Footprint.of_modules(*meta_models())
 
 
 @pytest.mark.parametrize(("free_gib", "offload", "tiling", "text_on_gpu"), [

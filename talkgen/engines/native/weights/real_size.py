@@ -47,6 +47,29 @@ def random_dit(dit: dict, audio: dict, device: torch.device, dtype: torch.dtype)
     return model.eval().requires_grad_(False)
 
 
+def meta_models() -> tuple[torch.nn.Module, ...]:
+    """The real set's DiT, umT5, CLIP, wav2vec2 and VAE on the meta device (sizes only: nothing allocated)."""
+    from diffusers import AutoencoderKLWan
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        UMT5Config,
+        UMT5EncoderModel,
+        Wav2Vec2Config,
+        Wav2Vec2Model,
+    )
+
+    from talkgen.engines.native.model.transformer import InfiniteTalkTransformer3DModel
+
+    with torch.device("meta"):
+        text = UMT5EncoderModel(UMT5Config(**UMT5_XXL)).to(torch.bfloat16)
+        image = CLIPVisionModel(CLIPVisionConfig(**CLIP_H14)).to(torch.bfloat16)
+        audio = Wav2Vec2Model(Wav2Vec2Config())
+        vae = AutoencoderKLWan()
+        dit = InfiniteTalkTransformer3DModel(**REAL_DIT, **REAL_AUDIO).to(torch.bfloat16)
+    return dit, text, image, audio, vae
+
+
 def random_lora(model: torch.nn.Module, rank: int = 64, seed: int = 0) -> LoraTensors:
     """A random LoRA on every Linear of the DiT's blocks (as the lightx2v LoRAs cover them), factors in
     bf16 on the CPU, for benchmarks of the per-job LoRA branch."""
