@@ -1,0 +1,127 @@
+"""`talkgen doctor` as a user runs it, and the RunPod worker's warm-up failing fast."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import subprocess_env
+
+
+def doctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {"TALKGEN_ENGINE": "native", "TALKGEN_NATIVE_DEVICE": "auto"}
+    return subprocess.run([sys.executable, "-m", "talkgen.cli", "doctor", *args], env=subprocess_env(**{**base, **env}),
+                          capture_output=True, text=True, timeout=180)
+
+
+def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
+    report = json.loads(result.stdout)
+    assert set(report) == {"ok", "errors", "warnings", "checks"}
+    assert report["ok"] is (result.returncode == 0)
+    for check in report["checks"]:
+        assert set(check) == {"name", "status", "detail", "fix"} and check["status"] in {"ok", "warning", "error"}
+        assert check["status"] == "ok" or check["fix"], check  # every warning and error says what to do
+    return {c["name"]: c for c in report["checks"]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_empty_models_dir_is_an_error_naming_the_parts_and_the_download(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    text = doctor(TALKGEN_MODELS_DIR=str(tmp_path / "models"), TALKGEN_WORK_DIR=str(tmp_path / "work"))
+    assert text.returncode == 1 and "Traceback" not in text.stdout + text.stderr
+    assert re.search(r"^error +models +infinitetalk-480p in ", text.stdout, re.M)
+    assert "missing transformer, vae, text encoder" in text.stdout
+    assert f"fix: talkgen models download infinitetalk-480p --dir {tmp_path / 'models'}" in text.stdout
+    assert text.stdout.rstrip().endswith("this machine cannot serve until the errors are fixed")
+    found = checks(doctor("--json", TALKGEN_MODELS_DIR=str(tmp_path / "models"),
+                          TALKGEN_WORK_DIR=str(tmp_path / "work")))
+    assert found["models"]["status"] == "error" and "single-speaker adapter" in found["models"]["detail"]
+    assert "talkgen models download" in found["models"]["fix"]
+    assert found["work dir"]["status"] == "ok" and found["python"]["status"] == "ok"
+
+
+def test_unwritable_work_dir_is_an_error(tmp_path: Path) -> None:
+    found = checks(doctor("--json", TALKGEN_MODELS_DIR=str(tmp_path), TALKGEN_WORK_DIR="/proc/talkgen-doctor"))
+    assert found["work dir"]["status"] == "error" and "/proc/talkgen-doctor is not writable" in \
+        found["work dir"]["detail"]
+    assert "TALKGEN_WORK_DIR" in found["work dir"]["fix"]
+    (tmp_path / "a-file").write_text("x")  # a work dir under a file: the setting itself is refused
+    bad = doctor("--json", TALKGEN_MODELS_DIR=str(tmp_path), TALKGEN_WORK_DIR=str(tmp_path / "a-file" / "work"))
+    found = checks(bad)
+    assert bad.returncode == 1 and found["setting work_dir"]["status"] == "error"
+    assert "is a file" in found["setting work_dir"]["detail"] and "work dir" in found  # the rest still ran
+
+
+def test_cuda_demanded_on_a_cpu_machine_is_an_error(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    result = doctor("--json", TALKGEN_MODELS_DIR=str(tmp_path), TALKGEN_WORK_DIR=str(tmp_path / "w"),
+                    TALKGEN_NATIVE_DEVICE="cuda")
+    gpu = checks(result)["gpu"]
+    assert result.returncode == 1 and gpu["status"] == "error"
+    assert "TALKGEN_NATIVE_DEVICE=cuda but no CUDA GPU" in gpu["detail"] and "TALKGEN_NATIVE_DEVICE=auto" in gpu["fix"]
+
+
+def test_comfyui_with_nothing_listening_is_an_error(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = doctor(TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=url, TALKGEN_WORK_DIR=str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert re.search(rf"^error +comfyui +no ComfyUI server answers at {url} ", result.stdout, re.M), result.stdout
+    assert "fix: start ComfyUI there" in result.stdout and "TALKGEN_COMFYUI_DIR" in result.stdout
+    found = checks(doctor("--json", TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=url, TALKGEN_WORK_DIR=str(tmp_path)))
+    assert found["comfyui"]["status"] == "error"
+
+
+def test_comfyui_fake_server_with_the_flavours_nodes_and_models_is_ok(tmp_path: Path) -> None:
+    pytest.importorskip("aiohttp")
+    from tests.comfyui.test_engine import MODELS, SCHEMA
+    from tests.support.fake_comfyui import FakeComfyUI
+
+    with FakeComfyUI(SCHEMA, models=MODELS) as server:
+        result = doctor("--json", TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=server.url,
+                        TALKGEN_WORK_DIR=str(tmp_path))
+    found = checks(result)
+    assert result.returncode == 0, result.stdout
+    assert found["comfyui"]["status"] == "ok" and "ComfyUI 0.33.0" in found["comfyui"]["detail"]
+    assert found["comfyui nodes"]["status"] == found["comfyui models"]["status"] == "ok"
+    assert "models" not in found  # the native engine's files are not this engine's concern
+    with FakeComfyUI(SCHEMA, models={**MODELS, "vae": []}) as server:
+        found = checks(doctor("--json", TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=server.url,
+                              TALKGEN_WORK_DIR=str(tmp_path)))
+    assert found["comfyui models"]["status"] == "error"
+    assert "vae/Wan2_1_VAE_bf16.safetensors" in found["comfyui models"]["detail"]
+
+
+def test_a_crashing_check_is_one_error_line_naming_it() -> None:
+    from talkgen.doctor.result import guarded
+
+    def broken():  # type: ignore[no-untyped-def]
+        raise KeyError("boom")
+
+    [line] = guarded("gpu", broken)
+    assert line.name == "gpu" and line.status == "error" and "KeyError" in line.detail and line.fix
+
+
+def test_warmup_failure_stops_the_worker_with_the_coded_message(tmp_path: Path) -> None:
+    pytest.importorskip("runpod")
+    (tmp_path / "models").mkdir()
+    env = subprocess_env(TALKGEN_ENGINE="native", TALKGEN_WARMUP="true", TALKGEN_MODELS_DIR=str(tmp_path / "models"),
+                         TALKGEN_WORK_DIR=str(tmp_path / "work"))
+    result = subprocess.run([sys.executable, "-m", "talkgen.runtimes.runpod"], env=env, capture_output=True,
+                            text=True, timeout=180)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "warm-up failed, stopping the worker: engine_unavailable: The native engine's weights are missing" in output
+    assert "Traceback" not in output
