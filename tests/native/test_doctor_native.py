@@ -94,3 +94,28 @@ def test_warmup_loads_the_engine_before_the_first_job(tiny_models: Path, tmp_pat
         rp.reset_service()
     assert started == [["native"]]  # built before the worker took any job
     assert re.search(r"warm-up: engine native loaded in [0-9.]+ s", caplog.text)
+
+
+@pytest.mark.parametrize(("free_gib", "status"), [(80, "ok"), (0, "error")])
+def test_gpu_lines_and_memory_plan_with_cuda_reported(tiny_models: Path, tmp_path: Path, monkeypatch,
+                                                      free_gib: int, status: str) -> None:
+    """This box has no GPU: torch's CUDA queries answer as a one-GPU machine would (the plan code is real)."""
+    import torch
+
+    from talkgen.doctor import gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Test GPU")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=0: (free_gib << 30, 80 << 30))
+    from talkgen.settings import Settings
+
+    found = {c.name: c for c in gpu.checks(Settings(engine="native", models_dir=tiny_models, native_device="auto"))}
+    assert found["cuda"].status == "ok" and "1 GPU(s)" in found["cuda"].detail
+    assert found["gpu 0"].detail == f"Test GPU: {free_gib:.1f} of 80.0 GiB free"
+    plan = found["memory plan (cuda:0)"]
+    assert plan.status == status and plan.detail.startswith("832x480: ")
+    if status == "ok":
+        assert "offload=none" in plan.detail  # the tiny weights fit resident
+    else:
+        assert "nothing fits" in plan.detail and "TALKGEN_NATIVE_QUANT=fp8" in plan.fix
