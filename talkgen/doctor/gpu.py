@@ -25,13 +25,16 @@ def checks(settings: Settings) -> list[Check]:
     wants_cuda = native and settings.native_device.startswith("cuda")
     build = f"torch {torch.__version__}, CUDA {torch.version.cuda or 'none (CPU build)'}"
     if not torch.cuda.is_available():
+        unusable = _unusable_gpu() if native else None
+        if unusable is not None:
+            return [error("gpu", f"{build}; {unusable}", "install a torch build whose CUDA this driver supports "
+                          "(or update the driver); `nvidia-smi` shows the driver's CUDA version")]
         if wants_cuda:
             return [error("gpu", f"{build}; TALKGEN_NATIVE_DEVICE={settings.native_device} but no CUDA GPU is "
                           "usable here", "run on a machine with an NVIDIA GPU and a CUDA build of torch, or set "
                           "TALKGEN_NATIVE_DEVICE=auto (CPU: tiny test preset only)")]
-        if not native or settings.native_device == "cpu":
-            return [ok("gpu", f"{build}; no CUDA GPU (TALKGEN_NATIVE_DEVICE={settings.native_device})"
-                       if native else f"{build}; no CUDA GPU here (the {settings.engine} engine does not use it)")]
+        if not native:
+            return [ok("gpu", f"{build}; no CUDA GPU here (the {settings.engine} engine does not use it)")]
         return [warning("gpu", f"{build}; {CPU_ONLY}", "for the real weights use an NVIDIA GPU with a CUDA build of "
                         "torch (24 GB cards stream the DiT; 80 GB keep every model resident)")]
     out = [ok("cuda", f"{build}, driver {_driver() or 'unknown'}, {torch.cuda.device_count()} GPU(s)")]
@@ -42,6 +45,18 @@ def checks(settings: Settings) -> list[Check]:
     if native and settings.native_device != "cpu":
         out.append(_plan(settings, torch))
     return out
+
+
+def _unusable_gpu() -> str | None:
+    """Why an NVIDIA GPU on this machine is unusable by this torch (None: none there, or it is usable)."""
+    from talkgen.engines.native.devices.gpu_errors import check_cuda
+    from talkgen.errors import TalkgenError
+
+    try:
+        check_cuda()
+    except TalkgenError as exc:
+        return exc.message
+    return None
 
 
 def _driver() -> str | None:
@@ -81,7 +96,9 @@ def _plan(settings: Settings, torch: Any) -> Check:
     name = f"memory plan (cuda:{index})"
     if plan.fits:
         return ok(name, f"{size}: {plan.describe()}; weights {footprint.total / GIB:.1f} GiB")
-    hint = "" if settings.native_quant == "fp8" else "set TALKGEN_NATIVE_QUANT=fp8 (half the DiT's bytes), "
+    hints = [] if settings.native_quant == "fp8" else ["set TALKGEN_NATIVE_QUANT=fp8 (half the DiT's bytes)"]
+    if settings.native_offload != "auto":
+        hints.append("use TALKGEN_NATIVE_OFFLOAD=auto")
+    hints += ["free the GPU of other processes", "use a GPU with more memory"]
     return error(name, f"{size}: nothing fits (lightest tried: {plan.describe()}; TALKGEN_NATIVE_OFFLOAD="
-                 f"{settings.native_offload})", f"{hint}use TALKGEN_NATIVE_OFFLOAD=auto, free the GPU of other "
-                 "processes, or use a GPU with more memory")
+                 f"{settings.native_offload})", ", ".join(hints[:-1]) + f", or {hints[-1]}")
