@@ -28,6 +28,9 @@ def checks(settings: Settings) -> list[Check]:
         out.append(_location("output url", settings.output_url, "TALKGEN_OUTPUT_URL", settings))
     if settings.volume_dir.is_dir():
         out.append(_local("network volume", settings.volume_dir, "TALKGEN_VOLUME_DIR"))
+    for root in settings.output_roots:  # where requests' output_url may write; absent ones are not created
+        if root.is_dir() and root != settings.volume_dir:
+            out.append(_local("output root", root, "TALKGEN_OUTPUT_ROOTS"))
     return out
 
 
