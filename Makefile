@@ -8,7 +8,7 @@ DEMO_MODELS := .models/tiny
 DEMO_OUT := out/demo.mp4
 export RUNPOD_SKIP_AUTO_SYSTEM_CHECKS := true
 
-.PHONY: test lint pytest install bench clean demo gpu-check gpu-wheels
+.PHONY: test lint pytest install bench clean demo gpu-check gpu-wheels image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(VENV)/.installed-$(DEMO_EXTRAS) $(DEMO_MODELS)/talkgen-presets.json
 	TALKGEN_MODELS_DIR=$(DEMO_MODELS) $(BIN)/talkgen generate --engine native \
 		--image examples/portrait.png --audio examples/speech.wav --width 128 --height 128 --seed 42 \
 		-o $(DEMO_OUT)
+
+# Builds the native image's CPU variant with podman/buildah and checks it serves a request (tests/images/).
+image-test: install
+	bash tests/images/image_test.sh
 
 # The GPU suite (tests/gpu, marker `gpu`) and one real-size window per offload mode; see tests/gpu/check.sh.
 gpu-check:
