@@ -80,8 +80,13 @@ def test_comfyui_with_nothing_listening_is_an_error(tmp_path: Path) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     assert re.search(rf"^error +comfyui +no ComfyUI server answers at {url} ", result.stdout, re.M), result.stdout
     assert "fix: start ComfyUI there" in result.stdout and "TALKGEN_COMFYUI_DIR" in result.stdout
-    found = checks(doctor("--json", TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=url, TALKGEN_WORK_DIR=str(tmp_path)))
-    assert found["comfyui"]["status"] == "error"
+    (tmp_path / "ComfyUI").mkdir()
+    (tmp_path / "ComfyUI" / "main.py").write_text("")
+    supervised = doctor("--json", TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=url, TALKGEN_WORK_DIR=str(tmp_path),
+                        TALKGEN_COMFYUI_DIR=str(tmp_path / "ComfyUI"))
+    found = checks(supervised)  # talkgen will start it: not an error
+    assert supervised.returncode == 0 and found["comfyui"]["status"] == "warning"
+    assert "talkgen starts it from" in found["comfyui"]["detail"]
 
 
 def test_comfyui_fake_server_with_the_flavours_nodes_and_models_is_ok(tmp_path: Path) -> None:

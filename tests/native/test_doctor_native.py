@@ -15,12 +15,12 @@ import pytest
 from tests.conftest import subprocess_env
 
 
-def diagnose(models: Path, tmp_path: Path, **overrides: object) -> dict[str, object]:
+def diagnose(models: Path, tmp_path: Path, verify: bool = False, **overrides: object) -> dict[str, object]:
     from talkgen.doctor.runner import diagnose as run
 
     settings = {"engine": "native", "native_device": "auto", "models_dir": models, "work_dir": tmp_path / "work",
                 **overrides}
-    return {c.name: c for c in run(overrides=settings).checks}
+    return {c.name: c for c in run(verify=verify, overrides=settings).checks}
 
 
 @pytest.fixture
@@ -71,6 +71,8 @@ def test_a_real_set_is_checked_against_its_lock_file(models_copy: Path, tmp_path
     locked = diagnose(models_copy, tmp_path)["model files"]  # the tiny files are not the real set's
     assert locked.status == "error" and "missing or damaged" in locked.detail and ": missing" in locked.detail
     assert locked.fix.startswith("talkgen models download infinitetalk-480p --dir ")
+    rehashed = diagnose(models_copy, tmp_path, verify=True)["model files"]
+    assert rehashed.status == "error" and "(full re-hash)" in rehashed.detail
 
 
 def test_warmup_loads_the_engine_before_the_first_job(tiny_models: Path, tmp_path: Path, monkeypatch,
