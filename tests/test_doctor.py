@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -130,3 +131,21 @@ def test_warmup_failure_stops_the_worker_with_the_coded_message(tmp_path: Path) 
     assert result.returncode == 1, output
     assert "warm-up failed, stopping the worker: engine_unavailable: The native engine's weights are missing" in output
     assert "Traceback" not in output
+
+
+def test_doctor_runs_without_torch(tmp_path: Path) -> None:
+    blocker = tmp_path / "block" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named torch (blocked by the test)')\n")
+    env = subprocess_env(TALKGEN_ENGINE="native", TALKGEN_MODELS_DIR=str(tmp_path), TALKGEN_WORK_DIR=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join([str(blocker.parent), env["PYTHONPATH"]])
+    result = subprocess.run([sys.executable, "-m", "talkgen.cli", "doctor", "--json"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    found = checks(result)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert found["torch"]["status"] == "error" and "blocked by the test" in found["torch"]["detail"]
+    assert "talkgen[native]" in found["torch"]["fix"] and found["work dir"]["status"] == "ok"
+    env["TALKGEN_ENGINE"] = "comfyui"
+    found = checks(subprocess.run([sys.executable, "-m", "talkgen.cli", "doctor", "--json"], env=env,
+                                  capture_output=True, text=True, timeout=120))
+    assert found["torch"]["status"] == "ok"  # the ComfyUI engine does not need it here

@@ -17,9 +17,10 @@ CPU_ONLY = "no CUDA GPU: the native engine runs on the CPU, usable only for the 
 def checks(settings: Settings) -> list[Check]:
     try:
         import torch
-    except ImportError:
+    except ImportError as exc:
         if settings.engine == "native":
-            return [error("torch", "not installed: the native engine needs it", "pip install 'talkgen[native]'")]
+            return [error("torch", f"cannot be imported ({str(exc)[:200]}): the native engine needs it",
+                          "pip install 'talkgen[native]' (torch first, from the index for your CUDA version)")]
         return [ok("torch", f"not installed (not needed by the {settings.engine} engine)")]
     native = settings.engine == "native"
     wants_cuda = native and settings.native_device.startswith("cuda")
