@@ -149,3 +149,13 @@ def test_doctor_runs_without_torch(tmp_path: Path) -> None:
     found = checks(subprocess.run([sys.executable, "-m", "talkgen.cli", "doctor", "--json"], env=env,
                                   capture_output=True, text=True, timeout=120))
     assert found["torch"]["status"] == "ok"  # the ComfyUI engine does not need it here
+
+
+def test_bad_settings_are_errors_and_the_other_checks_still_run(tmp_path: Path) -> None:
+    result = doctor("--json", TALKGEN_MODELS_DIR=str(tmp_path), TALKGEN_WORK_DIR=str(tmp_path),
+                    TALKGEN_STORAGE_OPTIONS="{not json", TALKGEN_NATIVE_OFFLOAD="bogus")
+    found = checks(result)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert found["setting storage_options"]["status"] == found["setting native_offload"]["status"] == "error"
+    assert "'auto', 'none', 'model' or 'group'" in found["setting native_offload"]["detail"]
+    assert "gpu" in found and "work dir" in found and "settings" not in found

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 
 from talkgen.doctor.result import Check, error, ok, warning
+from talkgen.errors import InvalidConfig
 from talkgen.settings import Settings
 
 MIN_PYTHON = (3, 10)
@@ -21,20 +26,41 @@ def load(overrides: dict[str, object] | None = None) -> tuple[Settings, list[Che
     """The settings, and an error per bad TALKGEN_* value; bad values are replaced by their defaults so the
     other checks still run."""
     from pydantic import ValidationError
+    from pydantic_settings.exceptions import SettingsError
 
-    try:
-        return Settings(**(overrides or {})), [ok("settings", "TALKGEN_* configuration is valid")]
-    except ValidationError as exc:
-        checks, fallback = [], dict(overrides or {})
-        for err in exc.errors(include_url=False, include_input=False):  # inputs may hold credentials
-            name = str(err["loc"][0]) if err["loc"] else "settings"
-            checks.append(error(f"setting {name}", f"TALKGEN_{name.upper()}: "
-                                f"{err['msg'].removeprefix('Value error, ')}",
-                                f"correct or unset TALKGEN_{name.upper()} (its default is used below)"))
+    fallback, checks = dict(overrides or {}), []
+    for _ in range(len(Settings.model_fields)):  # each pass replaces at least one bad value
+        try:
+            with _without_env(fallback):
+                settings = Settings(**fallback)
+        except ValidationError as exc:
+            bad = [(str(e["loc"][0]) if e["loc"] else "settings", e["msg"].removeprefix("Value error, "))
+                   for e in exc.errors(include_url=False, include_input=False)]  # inputs may hold credentials
+        except SettingsError as exc:  # a value that is not valid JSON, for instance
+            found = re.search(r'field "(\w+)"', str(exc))
+            bad = [(found.group(1) if found else "settings", "not a valid value (JSON expected)")]
+        else:
+            return settings, checks or [ok("settings", "TALKGEN_* configuration is valid")]
+        for name, message in bad:
             field = Settings.model_fields.get(name)
-            if field is not None:
-                fallback[name] = field.get_default(call_default_factory=True)
-        return Settings(**fallback), checks
+            if field is None or name in fallback:
+                raise InvalidConfig(f"Invalid TALKGEN_* configuration: {name}: {message}.")
+            checks.append(error(f"setting {name}", f"TALKGEN_{name.upper()}: {message}",
+                                f"correct or unset TALKGEN_{name.upper()} (its default is used below)"))
+            fallback[name] = field.get_default(call_default_factory=True)
+    raise InvalidConfig("Invalid TALKGEN_* configuration.")
+
+
+@contextmanager
+def _without_env(names: Iterable[str]) -> Iterator[None]:
+    """Hide ``TALKGEN_<NAME>`` for each name while the settings load (a value the env source cannot even parse
+    fails the load whatever the keyword arguments say)."""
+    wanted = {f"TALKGEN_{name}".upper() for name in names}
+    hidden = {key: os.environ.pop(key) for key in list(os.environ) if key.upper() in wanted}
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
 
 
 def python() -> list[Check]:
