@@ -43,7 +43,7 @@ def guarded(name: str, check: Callable[[], Iterable[Check]]) -> list[Check]:
     try:
         return list(check())
     except TalkgenError as exc:
-        return [error(name, exc.message, "see the message; set TALKGEN_DEBUG=1 for more detail")]
+        return [error(name, exc.message, "as the detail says")]
     except Exception as exc:  # a bug or an odd machine: the report still completes
         return [error(name, f"the check itself failed: {type(exc).__name__}: {str(exc)[:300]}",
                       "report this as a talkgen bug (with `talkgen doctor --json`)")]
