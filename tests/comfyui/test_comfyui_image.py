@@ -230,7 +230,7 @@ def test_sources_stage_builds_from_local_snapshots(tmp_path):
                         '[engine]\nruntime = "runc"\n')
         env = {**os.environ, "CONTAINERS_CONF": str(conf)}
         out = subprocess.run(
-            ["buildah", "bud", "--format", "docker", "--layers", "-f", str(DOCKERFILE), "--target", "sources",
+            ["buildah", "bud", "--format", "docker", "--no-cache", "-f", str(DOCKERFILE), "--target", "sources",
              "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", "SOURCES=local", "--build-arg", "FLAVOUR=wrapper",
              "--build-arg", f"LOCAL_SOURCES_ONLY={','.join(usable)}", "-t", "localhost/talkgen-comfyui:sources-test",
              str(ROOT)], capture_output=True, text=True, env=env, timeout=540)
