@@ -12,8 +12,8 @@
 ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------------
-# build: a venv at /opt/venv with torch, the pinned dependencies and talkgen[native,runpod,s3].
-FROM ${BASE_IMAGE} AS build
+# deps: a venv at /opt/venv with torch and every pinned dependency of talkgen[native,runpod,s3].
+FROM ${BASE_IMAGE} AS deps
 # TORCH_SPEC: the torch requirement. Default: the CUDA build from PyPI. The CPU test build passes
 # torch==2.13.0+cpu with PIP_FIND_LINKS pointing at a mounted wheel folder.
 ARG TORCH_SPEC=torch==2.13.0
@@ -32,13 +32,20 @@ COPY deploy/native-requirements.txt /tmp/native-requirements.txt
 # torch first, so pip never picks another build; its own dependencies are held to the pins.
 RUN pip install --no-cache-dir ${PIP_FIND_LINKS:+--find-links "$PIP_FIND_LINKS"} \
         -c /tmp/native-requirements.txt "$TORCH_SPEC"
+# A layer of its own on purpose (hadolint DL3059): torch (~1-4 GB) stays cached when a pin changes.
+# hadolint ignore=DL3059
 RUN pip install --no-cache-dir -r /tmp/native-requirements.txt
-# The source last: a code change rebuilds only the layers from here on.
+
+# build: talkgen itself, as a wheel (the runtime stage installs it over the deps venv, so a code change
+# costs a small layer, not a new copy of the whole venv), and the tiny test weights. talkgen writes weight
+# files owner-only (0600); the worker runs as another user, so they are made world-readable.
+FROM deps AS build
 COPY . /src
-RUN pip install --no-cache-dir --no-deps /src \
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src \
+    && pip install --no-cache-dir --no-deps /wheels/talkgen-*.whl \
     && pip check \
-    && rm -rf /src \
-    && talkgen models tiny /opt/talkgen/tiny-models
+    && talkgen models tiny /opt/talkgen/tiny-models \
+    && chmod -R a+rX /opt/talkgen
 
 # ---------------------------------------------------------------------------------------------------
 # models: optional baked weights. BAKE_MODELS="" (default) bakes nothing: the worker reads
@@ -50,7 +57,8 @@ ARG BAKE_MODELS=""
 # The arguments are split on purpose: BAKE_MODELS is a model set name followed by options.
 # hadolint ignore=SC2086
 RUN mkdir -p /models \
-    && if [ -n "$BAKE_MODELS" ]; then talkgen models download $BAKE_MODELS --dir /models; fi
+    && if [ -n "$BAKE_MODELS" ]; then talkgen models download $BAKE_MODELS --dir /models; fi \
+    && chmod -R a+rX /models
 
 # ---------------------------------------------------------------------------------------------------
 # runtime: the venv, tini, a non-root user. No compilers, no pip cache, no source tree.
@@ -63,7 +71,10 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin talkgen
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /wheels /tmp/wheels
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-index /tmp/wheels/talkgen-*.whl \
+    && rm -rf /tmp/wheels
 COPY --from=build /opt/talkgen/tiny-models /opt/talkgen/tiny-models
 COPY --from=models /models /models
 COPY examples /app/examples

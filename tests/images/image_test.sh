@@ -42,7 +42,8 @@ step() {  # step "name": ends the previous step (prints its time), starts the ne
     [ "$1" = "end" ] || echo "=== $1"
 }
 fail() { echo "IMAGE TEST FAILED: $*" >&2; exit 1; }
-run() { podman run --rm --init "$@"; }  # every container: --init (SIGTERM reaches the worker)
+# Every container: --init (SIGTERM reaches the worker); no health check timers (no systemd here).
+run() { podman run --rm --init --no-healthcheck "$@"; }
 
 step "tools (podman, buildah, runc, mmdebstrap)"
 if ! command -v podman >/dev/null || ! command -v buildah >/dev/null || ! command -v runc >/dev/null \
@@ -133,7 +134,7 @@ set -e
 [ "$FF_RC" != 0 ] || fail "the worker started without models"
 grep -q "not starting the worker" "$WORK/failfast.log" || { cat "$WORK/failfast.log"; fail "no doctor report"; }
 grep -q "Job result" "$WORK/failfast.log" && fail "a job ran although doctor failed"
-echo "exit $FF_RC: $(grep -m1 -i error "$WORK/failfast.log" | cut -c1-160)"
+echo "exit $FF_RC; doctor said: $(grep -m1 '^error' "$WORK/failfast.log" | cut -c1-200)"
 
 step "talkgen models tiny (in the container)"
 run "$IMAGE" talkgen models tiny /tmp/tiny-check
@@ -141,19 +142,11 @@ run "$IMAGE" talkgen models tiny /tmp/tiny-check
 step "worker --test_input with .runpod/tests.json"
 run "${ENVS[@]}" "$IMAGE" --test_input "$(cat "$WORK/request.json")" > "$WORK/test_input.log" 2>&1 \
     || { tail -n 30 "$WORK/test_input.log"; fail "--test_input failed"; }
-"$PY" - "$WORK/test_input.log" "$WORK/test_input.mp4" <<'PYEOF'
-import ast, base64, sys
-text = open(sys.argv[1]).read()
-line = next((l for l in text.splitlines() if "Job result:" in l), None)
-assert line, "no 'Job result' line in the worker's log:\n" + text[-3000:]
-result = ast.literal_eval(line.split("Job result:", 1)[1].strip())
-out = result["output"]
-assert "error" not in out, out
-video = out["video"]
-assert video.startswith("data:video/mp4;base64,"), video[:80]
-open(sys.argv[2], "wb").write(base64.b64decode(video.split(",", 1)[1]))
-print({k: v for k, v in out.items() if k != "video"})
-PYEOF
+# The SDK exits 1 when the result has an error; its "Job result" log line is cut at a few KB, so the
+# video itself is decoded from /runsync below and here the line's start and the worker's own log are checked.
+grep -q "Job result: {'output': {'video': 'data:video/mp4;base64," "$WORK/test_input.log" \
+    || { tail -n 30 "$WORK/test_input.log"; fail "--test_input returned no inline video"; }
+grep -o "job local_test done: .*" "$WORK/test_input.log" | cut -c1-200
 
 step "local API: --rp_serve_api, POST /runsync from the host"
 SERVER=$(podman run -d --init "${ENVS[@]}" -p "127.0.0.1:$PORT:8000" "$IMAGE" \
@@ -163,6 +156,8 @@ for _ in $(seq 1 120); do
     [ "$(podman inspect -f '{{.State.Running}}' "$SERVER")" = true ] || { podman logs "$SERVER" | tail -n 30; fail "server exited"; }
     sleep 1
 done
+# The HEALTHCHECK command, run by hand (podman schedules it with systemd timers, absent here).
+podman healthcheck run "$SERVER" 2>/dev/null && echo "healthcheck: healthy" || fail "healthcheck fails on a running worker"
 curl -fsS --max-time 300 -H 'Content-Type: application/json' --data @"$WORK/request.json" \
     "http://127.0.0.1:$PORT/runsync" > "$WORK/runsync.json" || { podman logs "$SERVER" | tail -n 30; fail "/runsync"; }
 "$PY" - "$WORK/runsync.json" "$WORK/runsync.mp4" <<'PYEOF'
@@ -178,8 +173,8 @@ podman stop -t 20 "$SERVER" >/dev/null
 echo "podman stop (SIGTERM): $(( $(date +%s) - STOP_T )) s"
 podman rm -f "$SERVER" >/dev/null; SERVER=""
 
-step "decode the returned videos"
-"$PY" - "$WORK/test_input.mp4" "$WORK/runsync.mp4" <<'PYEOF'
+step "decode the video /runsync returned"
+"$PY" - "$WORK/runsync.mp4" <<'PYEOF'
 import sys
 import av
 for path in sys.argv[1:]:
