@@ -159,3 +159,13 @@ def test_bad_settings_are_errors_and_the_other_checks_still_run(tmp_path: Path) 
     assert found["setting storage_options"]["status"] == found["setting native_offload"]["status"] == "error"
     assert "'auto', 'none', 'model' or 'group'" in found["setting native_offload"]["detail"]
     assert "gpu" in found and "work dir" in found and "settings" not in found
+
+
+def test_an_unwritable_network_volume_is_a_warning_not_an_error(tmp_path):
+    """The weights on a volume only need reading: only `network_volume: true` requests need it writable."""
+    from talkgen.doctor.storage import checks
+    from talkgen.settings import Settings
+
+    assert not [c for c in checks(Settings(volume_dir=tmp_path / "absent")) if c.name == "network volume"]
+    found = [c for c in checks(Settings(volume_dir=Path("/proc/self"))) if c.name == "network volume"]
+    assert found[0].status == "warning" and "network_volume: true" in found[0].detail and found[0].fix

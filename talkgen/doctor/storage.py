@@ -6,6 +6,7 @@ import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,20 @@ def checks(settings: Settings) -> list[Check]:
                           "work dir)"))
     if settings.output_url:
         out.append(_location("output url", settings.output_url, "TALKGEN_OUTPUT_URL", settings))
-    if settings.volume_dir.is_dir():
-        out.append(_local("network volume", settings.volume_dir, "TALKGEN_VOLUME_DIR"))
+    if settings.volume_dir.is_dir():  # read-only is fine for weights: only `network_volume` requests write there
+        out.append(_as_warning(_local("network volume", settings.volume_dir, "TALKGEN_VOLUME_DIR"),
+                               "requests with network_volume: true will fail until it is writable"))
     for root in settings.output_roots:  # where requests' output_url may write; absent ones are not created
         if root.is_dir() and root != settings.volume_dir:
             out.append(_local("output root", root, "TALKGEN_OUTPUT_ROOTS"))
     return out
+
+
+def _as_warning(check: Check, consequence: str) -> Check:
+    """An unwritable place the worker can serve without: a warning saying what will not work."""
+    if check.status != "error":
+        return check
+    return replace(check, status="warning", detail=f"{check.detail}; {consequence}")
 
 
 def _location(name: str, where: str, setting: str, settings: Settings) -> Check:

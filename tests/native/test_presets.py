@@ -47,6 +47,7 @@ def test_tiny_lora_has_the_real_file_layout(tiny_models: Path):
     assert "diffusion_model.blocks.1.ffn.2.diff_b" in keys and "diffusion_model.blocks.0.norm3.diff" in keys
     lora = read_lora(tiny_models / TINY_LORA)
     assert "blocks.0.attn1.to_q.weight" in lora.pairs and "blocks.0.norm2.weight" in lora.dense
+    assert all(p.stat().st_mode & 0o444 == 0o444 for p in tiny_models.rglob("*") if p.is_file())  # any user reads
 
 
 def test_branch_equals_fused_and_switches_back_exactly(tiny_models: Path):

@@ -88,7 +88,16 @@ def write_tiny(root: Path, seed: int = 0) -> Path:
     write_tiny_lora(root / TINY_LORA, base)
     _model_index(wan)
     TINY.save(root)
+    make_readable(root)
     return root
+
+
+def make_readable(root: Path) -> None:
+    """Give every file under ``root`` read permission for all: safetensors writes owner-only files, which a
+    worker running as another user (the images' non-root user) could not open."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            path.chmod(path.stat().st_mode | 0o444)
 
 
 def _original_layout(folder: Path, base: dict[str, torch.Tensor]) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from talkgen.engines.native.model.fp8 import STORAGE, quantize
 from talkgen.engines.native.weights.layout import ADAPTERS, WAN_ORIGINAL_DIR
-from talkgen.engines.native.weights.tiny import TINY, write_tiny
+from talkgen.engines.native.weights.tiny import TINY, make_readable, write_tiny
 
 FP8_DIR = "fp8"
 DIT_FILE = "Wan2_1-I2V-14B-480P_fp8_e4m3fn_scaled_KJ.safetensors"
@@ -59,4 +59,5 @@ def write_tiny_fp8(root: Path, seed: int = 0, scaled: bool = True) -> Path:
         path = root / rel
         save_file(scaled_fp8(load_file(str(path)), scaled), str(path), metadata={"format": "pt"})
     replace(TINY, name="tiny-fp8", files={"transformer": f"{FP8_DIR}/{name}"}).save(root)
+    make_readable(root)
     return folder / name
