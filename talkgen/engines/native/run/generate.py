@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,9 +100,8 @@ class WindowLoop:
         blob = json.dumps({"request": request, "inputs": inputs, "frames": job.frames,
                            "size": [job.width, job.height], "model": self.model_id, "colour": self.strength,
                            "loras": [str(p) + f"@{s}" for p, s in self.c.options.loras],
-                           "preset_lora": None if self.params.lora is None
-                           else f"{self.params.lora}@{self.params.lora_strength}",
-                           "dtype": str(self.dtype)}, sort_keys=True)
+                           "sampling": asdict(self.params),  # as resolved: a changed preset does not resume
+                           "dtype": str(self.dtype)}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _check_parallel_split(self) -> None:
