@@ -14,7 +14,7 @@ TINY = "tiny"
 
 def checks(settings: Settings, verify: bool = False) -> list[Check]:
     """Nothing for other engines; else presence, the preset's LoRA, then the lock (``verify``: re-hash all)."""
-    from talkgen.engines.native.weights.layout import ModelFiles, ModelSet
+    from talkgen.engines.native.weights.layout import ModelFiles
 
     if settings.engine != "native":
         return []
@@ -22,15 +22,15 @@ def checks(settings: Settings, verify: bool = False) -> list[Check]:
     root = files.root
     if not root.is_dir():
         return [error("models", f"the models dir {root} does not exist (TALKGEN_MODELS_DIR)", _download_fix(root))]
-    name = ModelSet.load(root).name
-    missing = {part: path for part, path in files.required().items() if not path.exists()}
+    name = files.model_set.name
+    missing = files.missing()
     if missing:
         where = ", ".join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in missing.values())
         return [error("models", f"{name} in {root}: missing {', '.join(missing)} (expected at {where})",
                       _download_fix(root, name))]
     out = [ok("models", f"{name} in {root}: every component present")]
-    lora = files.preset_lora(settings.native_preset)
-    if lora is not None and not lora.is_file():
+    lora = files.missing_preset_lora(settings.native_preset)
+    if lora is not None:
         out.append(error("preset lora", f"the {settings.native_preset} preset's LoRA is missing ({lora})",
                          f"{_download_fix(root, name)} (it fetches only what is missing), or set "
                          "TALKGEN_NATIVE_PRESET to a preset without it"))

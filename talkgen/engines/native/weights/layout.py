@@ -114,12 +114,14 @@ class ModelFiles:
     transformer: Path
     adapters: dict[int, Path]
     wav2vec: Path
+    model_set: ModelSet = field(default_factory=ModelSet)  # read once: the presets and file paths of the set
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelFiles:
         root = Path(settings.models_dir).expanduser()
         wan = root / WAN_DIR
-        files = ModelSet.load(root).files
+        model_set = ModelSet.load(root)
+        files = model_set.files
         transformer = settings.native_transformer
         if transformer is None and "transformer" in files:
             transformer = root / files["transformer"]
@@ -129,21 +131,22 @@ class ModelFiles:
             transformer = original if not diffusers_dir.exists() and original.exists() else diffusers_dir
         return cls(root=root, wan=wan, transformer=Path(transformer).expanduser(),
                    adapters={n: root / files.get("adapters", {}).get(str(n), p) for n, p in ADAPTERS.items()},
-                   wav2vec=root / WAV2VEC_DIR)
-
-    @property
-    def model_set(self) -> ModelSet:
-        return ModelSet.load(self.root)
+                   wav2vec=root / WAV2VEC_DIR, model_set=model_set)
 
     def preset_lora(self, preset: str) -> Path | None:
         """The LoRA file ``preset`` runs with (None: none)."""
         lora = self.model_set.preset(preset).lora
         return None if lora is None else self.root / lora
 
+    def missing_preset_lora(self, preset: str) -> Path | None:
+        """Where ``preset``'s LoRA should be when it is not there (None: present, or no LoRA)."""
+        path = self.preset_lora(preset)
+        return path if path is not None and not path.is_file() else None
+
     def check_preset(self, preset: str) -> None:
         """`EngineUnavailable` naming the file when ``preset``'s LoRA is missing."""
-        path = self.preset_lora(preset)
-        if path is not None and not path.is_file():
+        path = self.missing_preset_lora(preset)
+        if path is not None:
             raise EngineUnavailable(
                 f"The {preset} preset's LoRA is missing on this server: an operator must run `talkgen models "
                 f"download {self.model_set.name}` (it fetches only what is missing), or set "
@@ -162,9 +165,13 @@ class ModelFiles:
             "single-speaker adapter": self.adapters[1],
         }
 
+    def missing(self) -> dict[str, Path]:
+        """The required components that are not there, by name."""
+        return {name: path for name, path in self.required().items() if not path.exists()}
+
     def check(self) -> None:
         """Raise `EngineUnavailable` listing every missing component (multi adapter: checked per job)."""
-        missing = {name: path for name, path in self.required().items() if not path.exists()}
+        missing = self.missing()
         if missing:
             raise EngineUnavailable(
                 f"The native engine's weights are missing on this server ({', '.join(missing)}): an operator must "

@@ -59,12 +59,10 @@ def read_lora(lora: LoraSource) -> LoraTensors:
     original: dict[str, str] = {}
     for key, value in raw.items():
         key = strip_prefix(key.removeprefix("transformer."))
-        for suffix, into in ((s, downs) for s in _DOWN):
-            if key.endswith(suffix):
-                into[key[: -len(suffix)]] = value
-        for suffix, into in ((s, ups) for s in _UP):
-            if key.endswith(suffix):
-                into[key[: -len(suffix)]] = value
+        for suffixes, into in ((_DOWN, downs), (_UP, ups)):
+            for suffix in suffixes:
+                if key.endswith(suffix):
+                    into[key[: -len(suffix)]] = value
         for suffix, param in ((".diff", ".weight"), (".diff_b", ".bias")):
             if key.endswith(suffix):
                 target = key[: -len(suffix)] + param
