@@ -77,19 +77,17 @@ def _driver() -> str | None:
 def _plan(settings: Settings, torch: Any) -> Check:
     """The offload plan the native engine would choose at 832x480 on its GPU, or that nothing fits."""
     from talkgen.engines.native.devices.memory import Activations, plan_memory
-    from talkgen.engines.native.devices.options import DTYPES
+    from talkgen.engines.native.devices.options import NativeOptions
     from talkgen.engines.native.weights.layout import ModelFiles
-    from talkgen.engines.native.weights.models import footprint_from_files
+    from talkgen.engines.native.weights.models import footprint_for
 
     files = ModelFiles.from_settings(settings)
-    missing = [name for name, path in files.required().items() if not path.exists()]
-    if missing:
+    if files.missing():
         return warning("memory plan", "not estimated: the model files are missing (see models)",
                        "download the models, then rerun `talkgen doctor`")
-    device = torch.device("cuda" if settings.native_device == "auto" else settings.native_device)
-    index = device.index or 0
-    dtype = DTYPES["bf16" if settings.native_dtype == "auto" else settings.native_dtype]
-    footprint = footprint_from_files(files, dtype, settings.native_quant, DTYPES[settings.native_vae_dtype])
+    options = NativeOptions.from_settings(settings)  # the device and dtypes the engine would use
+    index = options.device.index or 0
+    footprint = footprint_for(files, options)  # the engine's own sizing: fp8, an unfused LoRA, the VAE dtype
     free, _ = torch.cuda.mem_get_info(index)
     act = Activations.for_size(*PLAN_SIZE, model_width=footprint.width)
     plan = plan_memory(settings.native_offload, settings.native_vae_tiling, footprint, act, free)

@@ -25,7 +25,7 @@ from talkgen.engines.native.devices.placement import Visitor
 from talkgen.engines.native.model.audio_encoder import AudioEncoder
 from talkgen.engines.native.weights.fp8_scales import conform
 from talkgen.engines.native.weights.layout import TEXT_TOKENS, ModelFiles
-from talkgen.engines.native.weights.models import Models, footprint_from_files, fuses_lora, load_models
+from talkgen.engines.native.weights.models import Models, footprint_for, load_models
 from talkgen.engines.native.weights.quiet import quiet_hub_logging
 from talkgen.engines.native.weights.tensors import read_weights
 from talkgen.errors import EngineUnavailable
@@ -88,8 +88,7 @@ class Components:
         files.check_preset(options.preset)  # the default preset must run; another one is checked per job
         quiet_hub_logging()
         try:
-            footprint = footprint_from_files(files, options.dtype, options.quant, options.vae_dtype,
-                                             lora_resident=not fuses_lora(files, options))
+            footprint = footprint_for(files, options)
             plan = plan_memory(options.offload, options.vae_tiling, footprint, Activations.for_size(*PLANNING_SIZE),
                                free_bytes(options.device))
             cpu, gpu = torch.device("cpu"), options.device

@@ -111,6 +111,12 @@ def lora_factors(sizes: dict[str, Size]) -> dict[str, Size]:
     return {strip_prefix(k): v for k, v in sizes.items() if k.endswith(factor) and v.ndim == 2}
 
 
+def footprint_for(files: ModelFiles, options: NativeOptions) -> Footprint:
+    """`footprint_from_files` as the engine will load ``files`` under ``options``."""
+    return footprint_from_files(files, options.dtype, options.quant, options.vae_dtype,
+                                lora_resident=not fuses_lora(files, options))
+
+
 def fuses_lora(files: ModelFiles, options: NativeOptions) -> bool:
     """Whether the presets' LoRA is fused at load: it exists, fusing is on and the default preset uses it."""
     lora = preset_lora_file(files)
