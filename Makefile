@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-TEST_EXTRAS := native,comfyui,runpod,s3,dev
+TEST_EXTRAS := native,comfyui,runpod,s3,modal,k8s,dev
 DEMO_EXTRAS := native
 DEMO_MODELS := .models/tiny
 DEMO_OUT := out/demo.mp4
