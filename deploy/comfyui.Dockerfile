@@ -1,7 +1,7 @@
 # talkgen ComfyUI image: the RunPod worker with the `comfyui` engine, which starts and supervises a ComfyUI
 # server in the same container (TALKGEN_COMFYUI_DIR=/opt/ComfyUI, on 127.0.0.1 only).
 #
-#   docker build -f deploy/comfyui.Dockerfile --build-arg FLAVOUR=native -t talkgen-comfyui .   (repository root)
+#   docker build -f deploy/comfyui.Dockerfile -t talkgen-comfyui .   (repository root; FLAVOUR=all by default)
 #
 # Build arguments (deploy/README.md, "ComfyUI image", has the table): BASE_IMAGE, FLAVOUR, SOURCES,
 # LOCAL_SOURCES_ONLY, TORCH_SPEC, PIP_FIND_LINKS, BAKE_MODELS.
@@ -21,7 +21,7 @@ ARG SOURCES=github
 # ---------------------------------------------------------------------------------------------------
 # sources-github: ComfyUI + the flavour's node packs at the commits in versions.json, downloaded here.
 FROM ${BASE_IMAGE} AS sources-github
-ARG FLAVOUR=native
+ARG FLAVOUR=all
 COPY workflows/versions.json /tmp/versions.json
 COPY deploy/comfyui/fetch_sources.py /tmp/fetch_sources.py
 RUN python3 /tmp/fetch_sources.py --versions /tmp/versions.json --flavour "$FLAVOUR" --dest /opt/ComfyUI
@@ -30,7 +30,7 @@ RUN python3 /tmp/fetch_sources.py --versions /tmp/versions.json --flavour "$FLAV
 # here so stale sources fail the build. LOCAL_SOURCES_ONLY (comma-separated owner/name) narrows the check
 # for a partial test build with only some snapshots at hand; such an image is not a working one.
 FROM ${BASE_IMAGE} AS sources-local
-ARG FLAVOUR=native
+ARG FLAVOUR=all
 ARG LOCAL_SOURCES_ONLY=""
 COPY workflows/versions.json /tmp/versions.json
 COPY deploy/comfyui/fetch_sources.py /tmp/fetch_sources.py
@@ -81,7 +81,7 @@ COPY deploy/comfyui/extra_model_paths.yaml /opt/ComfyUI/extra_model_paths.yaml
 # /runpod-volume/models/comfyui/<folder>/<file>. BAKE_MODELS=true downloads the FLAVOUR's files (the list in
 # versions.json, wav2vec2 included) into /models/comfyui with a lock file (revision, sha256 per file).
 FROM build AS models
-ARG FLAVOUR=native
+ARG FLAVOUR=all
 ARG BAKE_MODELS=""
 COPY workflows/versions.json /tmp/versions.json
 COPY deploy/comfyui/fetch_models.py /tmp/fetch_models.py
@@ -94,7 +94,7 @@ RUN mkdir -p /models/comfyui \
 # runtime: the venv, ComfyUI (read-only code; its input/output/temp/user folders writable), tini,
 # a non-root user. No git, compilers, pip cache or source tree.
 FROM ${BASE_IMAGE} AS runtime
-ARG FLAVOUR=native
+ARG FLAVOUR=all
 # tini as PID 1 forwards SIGTERM to the worker, which stops ComfyUI (its own process group) on the way out,
 # and reaps zombies. TINI_SUBREAPER keeps it correct under `docker run --init` / `podman run --init` too.
 RUN apt-get update \
@@ -116,7 +116,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     TINI_SUBREAPER=1 \
     TALKGEN_ENGINE=comfyui \
-    TALKGEN_COMFYUI_FLAVOUR=${FLAVOUR} \
+    TALKGEN_COMFYUI_FLAVOUR=auto \
     TALKGEN_COMFYUI_DIR=/opt/ComfyUI \
     TALKGEN_COMFYUI_URL=http://127.0.0.1:8188 \
     TALKGEN_WARMUP=true

@@ -218,8 +218,9 @@ class Settings(BaseSettings):
     )
     # ComfyUI engine
     comfyui_url: str = Field("http://127.0.0.1:8188", description="ComfyUI server the `comfyui` engine drives.")
-    comfyui_flavour: Literal["native", "wrapper"] = Field(
-        "native", description="Workflow flavour: ComfyUI core InfiniteTalk nodes, or the seed's WanVideoWrapper stack."
+    comfyui_flavour: Literal["auto", "native", "wrapper"] = Field(
+        "auto", description="Workflow flavour: ComfyUI core InfiniteTalk nodes (native), the seed's WanVideoWrapper "
+        "stack (wrapper), or auto: native where it can run the job and the server has it, else wrapper."
     )
     comfyui_dir: Path | None = Field(
         None, description="The ComfyUI folder (or --base-directory) when it is on this machine: job files are removed."

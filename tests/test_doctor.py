@@ -103,11 +103,31 @@ def test_comfyui_fake_server_with_the_flavours_nodes_and_models_is_ok(tmp_path: 
     assert found["comfyui"]["status"] == "ok" and "ComfyUI 0.33.0" in found["comfyui"]["detail"]
     assert found["comfyui nodes"]["status"] == found["comfyui models"]["status"] == "ok"
     assert "models" not in found  # the native engine's files are not this engine's concern
+    # auto (the default) on a server without the wrapper packs: the seed's 'para' requests will be refused
+    assert found["comfyui flavours"]["status"] == "warning" and "'para'" in found["comfyui flavours"]["detail"]
+    assert "WanVideoSampler" in found["comfyui flavours"]["detail"]
     with FakeComfyUI(SCHEMA, models={**MODELS, "vae": []}) as server:
         found = checks(doctor("--json", TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=server.url,
                               TALKGEN_WORK_DIR=str(tmp_path)))
     assert found["comfyui models"]["status"] == "error"
     assert "vae/Wan2_1_VAE_bf16.safetensors" in found["comfyui models"]["detail"]
+
+
+def test_comfyui_auto_reports_each_flavour_and_what_runs_where(tmp_path: Path) -> None:
+    pytest.importorskip("aiohttp")
+    from tests.comfyui.test_flavour_choice import BOTH_MODELS, BOTH_SCHEMA
+    from tests.support.fake_comfyui import FakeComfyUI
+
+    with FakeComfyUI(BOTH_SCHEMA, models=BOTH_MODELS) as server:
+        found = checks(doctor("--json", TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=server.url,
+                              TALKGEN_WORK_DIR=str(tmp_path)))
+        assert {found[f"comfyui {c} ({f})"]["status"] for c in ("nodes", "models") for f in ("native", "wrapper")} \
+            == {"ok"}
+        assert found["comfyui flavours"]["detail"] == "auto runs the native flavour, and the wrapper flavour for 'para'"
+        wrapper_only = checks(doctor("--json", TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=server.url,
+                                     TALKGEN_COMFYUI_FLAVOUR="wrapper", TALKGEN_WORK_DIR=str(tmp_path)))
+        assert wrapper_only["comfyui nodes"]["detail"].endswith("of the wrapper flavour present")
+        assert "comfyui flavours" not in wrapper_only  # explicit: no choice to report
 
 
 def test_a_crashing_check_is_one_error_line_naming_it() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,44 @@ def _server(settings: Settings, client: Any) -> list[Check]:
     version = (stats.get("system") or {}).get("comfyui_version", "unknown version")
     devices = ", ".join(_device(d) for d in stats.get("devices") or []) or "no devices listed"
     out = [ok("comfyui", f"{url} answers: ComfyUI {version}; {devices}")]
-    workflows = _workflows(settings)
+    if settings.comfyui_flavour == "auto" and settings.comfyui_workflows_dir is None:
+        return out + _auto(settings, client)
+    return out + _flavour(settings, client, settings.comfyui_flavour)
+
+
+def _flavour(settings: Settings, client: Any, flavour: str) -> list[Check]:
+    """One flavour's workflows: their node classes and model files."""
+    workflows = _workflows(settings, flavour)
     if not workflows:
-        out.append(error("comfyui workflows", f"no {settings.comfyui_flavour} workflows (*.json) in "
-                         f"{_folder(settings)}", "set TALKGEN_COMFYUI_WORKFLOWS_DIR to a folder of API-format "
-                         "workflows, or reinstall talkgen"))
-        return out
-    out.append(_nodes(settings, client, workflows))
-    out.append(_models(client, workflows))
+        return [error("comfyui workflows", f"no {flavour} workflows (*.json) in {_folder(settings, flavour)}",
+                      "set TALKGEN_COMFYUI_WORKFLOWS_DIR to a folder of API-format workflows, or reinstall talkgen")]
+    return [_nodes(client, workflows, flavour), _models(client, workflows)]
+
+
+def _auto(settings: Settings, client: Any) -> list[Check]:
+    """TALKGEN_COMFYUI_FLAVOUR=auto: which flavours this server can run, and what that means for requests."""
+    from talkgen.engines.comfyui.flavours import FLAVOURS, ServerFlavours
+
+    server = ServerFlavours.check(lambda c: bool(client.node_info(c)))
+    if not server.available:
+        lacking = "; ".join(f"{f} lacks {server.lacks(f)}" for f in FLAVOURS)
+        return [error("comfyui nodes", f"no workflow flavour can run here: {lacking}",
+                      "install the node packs at the commits in talkgen's versions.json, then restart ComfyUI")]
+    results = {f: _flavour(settings, client, f) for f in server.available}
+    if len(results) > 1:  # one line per flavour and check
+        results = {f: [replace(c, name=f"{c.name} ({f})") for c in found] for f, found in results.items()}
+    usable = [f for f, found in results.items() if all(c.status == "ok" for c in found)]
+    out = [c for f in server.available for c in results[f] if f in usable or not usable]
+    if "wrapper" not in usable:
+        why = server.lacks("wrapper") if "wrapper" not in server.available else "its model files (above)"
+        out.append(warning("comfyui flavours", "auto runs the native flavour; two speakers talking at once "
+                           f"(audio_type 'para', the seed's two-speaker default) are refused: wrapper lacks {why}",
+                           "install the wrapper packs and model files, or send two-speaker requests with "
+                           "audio_type 'add'"))
+    elif "native" not in usable:
+        out.append(ok("comfyui flavours", "auto runs every request on the wrapper flavour (one prompt per job)"))
+    else:
+        out.append(ok("comfyui flavours", "auto runs the native flavour, and the wrapper flavour for 'para'"))
     return out
 
 
@@ -57,30 +88,30 @@ def _device(device: dict[str, Any]) -> str:
     return f"{name} ({free / (1 << 30):.1f} GiB free)" if isinstance(free, (int, float)) and free else str(name)
 
 
-def _folder(settings: Settings) -> Path:
+def _folder(settings: Settings, flavour: str) -> Path:
     from talkgen.engines.comfyui import engine
 
-    return Path(settings.comfyui_workflows_dir or engine.BUILTIN / settings.comfyui_flavour)
+    return Path(settings.comfyui_workflows_dir or engine.BUILTIN / flavour)
 
 
-def _workflows(settings: Settings) -> dict[str, dict[str, Any]]:
+def _workflows(settings: Settings, flavour: str) -> dict[str, dict[str, Any]]:
     """``{file name: graph}`` of the flavour's workflows."""
     from talkgen.engines.comfyui.workflow import Workflow
 
-    return {path.name: Workflow.load(path).graph for path in sorted(_folder(settings).glob("*.json"))}
+    return {path.name: Workflow.load(path).graph for path in sorted(_folder(settings, flavour).glob("*.json"))}
 
 
-def _nodes(settings: Settings, client: Any, workflows: dict[str, dict[str, Any]]) -> Check:
-    from talkgen.engines.comfyui import engine
+def _nodes(client: Any, workflows: dict[str, dict[str, Any]], flavour: str) -> Check:
+    from talkgen.engines.comfyui.flavours import REQUIRED_NODES
 
-    wanted = set(engine.REQUIRED_NODES.get(settings.comfyui_flavour, []))
+    wanted = set(REQUIRED_NODES.get(flavour, []))
     wanted |= {node["class_type"] for graph in workflows.values() for node in graph.values()}
     missing = sorted(c for c in wanted if not client.node_info(c))
     if missing:
-        return error("comfyui nodes", f"the {settings.comfyui_flavour} flavour needs node classes this server "
+        return error("comfyui nodes", f"the {flavour} flavour needs node classes this server "
                      f"lacks: {', '.join(missing)}", "install the node packs at the commits in talkgen's "
                      "versions.json (ComfyUI >= 0.11 for the core InfiniteTalk nodes), then restart ComfyUI")
-    return ok("comfyui nodes", f"all {len(wanted)} node classes of the {settings.comfyui_flavour} flavour present")
+    return ok("comfyui nodes", f"all {len(wanted)} node classes of the {flavour} flavour present")
 
 
 def _models(client: Any, workflows: dict[str, dict[str, Any]]) -> Check:

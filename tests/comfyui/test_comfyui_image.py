@@ -105,7 +105,7 @@ def test_the_dockerfile_has_what_an_image_needs():
     user = [s for s in steps if s.startswith("USER ")]
     assert user and user[-1] != "USER root" and not user[-1].startswith("USER 0")
     env = " ".join(s for s in steps if s.startswith("ENV "))
-    for setting in ("TALKGEN_ENGINE=comfyui", "TALKGEN_COMFYUI_DIR=/opt/ComfyUI", "TALKGEN_COMFYUI_FLAVOUR=${FLAVOUR}"):
+    for setting in ("TALKGEN_ENGINE=comfyui", "TALKGEN_COMFYUI_DIR=/opt/ComfyUI", "TALKGEN_COMFYUI_FLAVOUR=auto"):
         assert setting in env
     assert "COPY deploy/comfyui/extra_model_paths.yaml /opt/ComfyUI/extra_model_paths.yaml" in steps
     assert any("fetch_models.py" in s and s.startswith("RUN ") for s in steps)

@@ -107,7 +107,7 @@ def test_execution_error_reaches_the_caller(comfy_service, tmp_path):
 
 
 def test_missing_nodes_and_unsupported_modes(media_dir, work_root, tmp_path):
-    from talkgen.errors import EngineUnavailable, InvalidRequest
+    from talkgen.errors import EngineUnavailable
     from talkgen.service import TalkGen
     from talkgen.settings import Settings
     from tests.support.fake_comfyui import FakeComfyUI
@@ -115,7 +115,7 @@ def test_missing_nodes_and_unsupported_modes(media_dir, work_root, tmp_path):
     with FakeComfyUI({"LoadImage": {"input": {"required": {}}}}) as old:
         service = TalkGen(Settings(engine="comfyui", comfyui_url=old.url, allowed_path_roots=[media_dir],
                                    work_dir=work_root))
-        with pytest.raises(EngineUnavailable, match="lacks nodes WanInfiniteTalkToVideo"):
+        with pytest.raises(EngineUnavailable, match="native lacks WanInfiniteTalkToVideo"):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav")},
                              output=str(tmp_path / "x.mp4"))
     with FakeComfyUI(SCHEMA, models={**MODELS, "vae": [], "model_patches": []}) as server:
@@ -127,7 +127,7 @@ def test_missing_nodes_and_unsupported_modes(media_dir, work_root, tmp_path):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav")},
                              output=str(tmp_path / "x.mp4"))
         assert server.prompts == [] and server.inputs == {}  # found before any upload or prompt
-        with pytest.raises(InvalidRequest, match="in turns only: use audio_type 'add'"):
+        with pytest.raises(EngineUnavailable, match=r"need the wrapper flavour.*send audio_type 'add'"):
             service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "speech.wav"),
                               "wav_path_2": str(media_dir / "speech2.wav"), "person_count": "multi"},
                              output=str(tmp_path / "x.mp4"))

@@ -21,6 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from talkgen.engines.comfyui.client import ComfyClient
+from talkgen.engines.comfyui.flavours import (
+    FLAVOURS,
+    INSTALL_HINT,
+    REQUIRED_NODES,
+    ServerFlavours,
+    candidates,
+    require_any,
+)
 from talkgen.engines.comfyui.media import iter_frames, read_frames, write_audio_slice, write_frames, write_mask
 from talkgen.engines.comfyui.preflight import check_models
 from talkgen.engines.comfyui.run import RunLimits, Step, run_prompt
@@ -42,10 +50,6 @@ BUILTIN = Path(str(files("talkgen.workflows")))
 wheel as the package ``talkgen.workflows`` (``package-dir`` in pyproject.toml)."""
 VERSIONS = BUILTIN / "versions.json"
 """ComfyUI and node-pack commits, packages and model files the built-in graphs need (read by the image build)."""
-REQUIRED_NODES = {"native": ["WanInfiniteTalkToVideo", "ModelPatchLoader", "AudioEncoderLoader", "LoadVideo",
-                             "GetVideoComponents", "SaveVideo"],
-                  "wrapper": ["WanVideoSampler", "MultiTalkWav2VecEmbeds", "WanVideoImageToVideoMultiTalk",
-                              "Wav2VecModelLoader", "VHS_VideoCombine", "VHS_LoadVideo", "ImageResizeKJv2"]}
 DEFAULT_STEPS = 6  # the lightx2v distill LoRA of the built-in native workflow
 DEFAULT_GUIDANCE = 1.0
 
@@ -55,22 +59,56 @@ class ComfyUIEngine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.flavour = settings.comfyui_flavour
+        self.flavour = settings.comfyui_flavour  # "auto": chosen per job from what the server has
         self.client = ComfyClient(settings.comfyui_url)
         self.healthy = True
-        self._checked: set[str] = set()
+        self._checked: set[tuple[str, str]] = set()
         self.supervisor = Supervisor(settings, self.client)
         self.supervisor.ensure()
-        missing = [c for c in REQUIRED_NODES.get(self.flavour, []) if not self.client.node_info(c)]
-        if missing:
+        wanted = FLAVOURS if self.flavour == "auto" else (self.flavour,)
+        self.server = ServerFlavours.check(lambda c: bool(self.client.node_info(c)), wanted)
+        if self.flavour == "auto":
+            require_any(self.server, settings.comfyui_url)
+        elif missing := self.server.missing[self.flavour]:
             raise EngineUnavailable(f"ComfyUI at {settings.comfyui_url} lacks nodes {', '.join(missing)}: the "
-                                    f"{self.flavour} flavour needs ComfyUI >= 0.11 core nodes.", retryable=False)
+                                    f"{self.flavour} flavour (TALKGEN_COMFYUI_FLAVOUR) needs "
+                                    f"{INSTALL_HINT[self.flavour]}.", retryable=False)
 
-    def workflow(self, mode: str) -> Workflow:
-        folder = self.settings.comfyui_workflows_dir or BUILTIN / self.flavour
+    def flavour_for(self, job: Job) -> tuple[str, Workflow]:
+        """The flavour that runs ``job`` and its workflow: the setting, or with ``auto`` the first installed one
+        that can play the job and whose model files the server has."""
+        mode = job.mode.workflow
+        if self.flavour == "auto" and self.settings.comfyui_workflows_dir is not None:
+            workflow = self.workflow(mode, "auto")  # your own graphs: their nodes say which flavour they are
+            wrapper = any(n.get("class_type") in REQUIRED_NODES["wrapper"] for n in workflow.graph.values())
+            flavour = "wrapper" if wrapper else "native"
+            self._check_models(flavour, workflow)
+            return flavour, workflow
+        problems: list[tuple[str, EngineUnavailable]] = []
+        for flavour in candidates(self.flavour, self.server, job.mode.speakers, job.audio.audio_type):
+            workflow = self.workflow(mode, flavour)
+            try:
+                self._check_models(flavour, workflow)
+                return flavour, workflow
+            except EngineUnavailable as exc:
+                problems.append((flavour, exc))
+        if len(problems) == 1:
+            raise problems[0][1]
+        raise EngineUnavailable("No workflow flavour this server has nodes for can run this job: " +
+                                "; ".join(f"{f}: {exc.message}" for f, exc in problems), retryable=False)
+
+    def _check_models(self, flavour: str, workflow: Workflow) -> None:
+        """The model files the workflow's loaders name are on the server (once found, not asked again)."""
+        if (flavour, workflow.name) not in self._checked:
+            check_models(self.client, workflow.graph, workflow.name)
+            self._checked.add((flavour, workflow.name))
+
+    def workflow(self, mode: str, flavour: str | None = None) -> Workflow:
+        flavour = flavour or self.flavour
+        folder = self.settings.comfyui_workflows_dir or BUILTIN / flavour
         path = Path(folder) / f"{mode}.json"
         if not path.is_file():
-            raise EngineUnavailable(f"No {self.flavour} workflow for {mode} ({path}): this flavour covers "
+            raise EngineUnavailable(f"No {flavour} workflow for {mode} ({path}): this flavour covers "
                                     f"{', '.join(sorted(p.stem for p in Path(folder).glob('*.json')))}.",
                                     retryable=False)
         return Workflow.load(path)
@@ -81,18 +119,11 @@ class ComfyUIEngine:
                                  "distill LoRA (the fast preset): use preset 'fast' (or leave it out), or the "
                                  "native engine (engine: native) for 'quality'.", field="preset")
         job.params["preset"] = "fast"
-        if self.flavour == "native" and job.mode.speakers == 2 and job.audio.audio_type == "para":
-            raise InvalidRequest("ComfyUI's core InfiniteTalk node plays two speakers in turns only: use audio_type "
-                                 "'add', or TALKGEN_COMFYUI_FLAVOUR=wrapper / the native engine for 'para'.",
-                                 field="audio_type")
-        workflow = self.workflow(job.mode.workflow)
-        if workflow.name not in self._checked:  # once per workflow: model files the loaders name
-            check_models(self.client, workflow.graph, workflow.name)
-            self._checked.add(workflow.name)
+        flavour, workflow = self.flavour_for(job)
         folder = f"talkgen/{job.id}"
         prompts: list[str] = []
         try:
-            if self.flavour == "wrapper":
+            if flavour == "wrapper":
                 self._whole(job, workflow, folder, prompts)
             else:
                 self._windows(job, workflow, folder, prompts)
@@ -136,7 +167,7 @@ class ComfyUIEngine:
             job.writer.write(frames[win.keep()])
             previous = frames[-job.motion_frames:]
             job.report("generate", (win.index + 1) / len(wins), f"window {win.index + 1}/{len(wins)}")
-        job.params.update({"steps": steps, "windows": len(wins), "flavour": self.flavour,
+        job.params.update({"steps": steps, "windows": len(wins), "flavour": "native",
                            "comfyui_s": round(time.monotonic() - started, 3)})
 
     def _limits(self, job: Job, frames: int) -> RunLimits:
@@ -179,7 +210,7 @@ class ComfyUIEngine:
                 written += len(take)
         if written < job.frames:
             raise EngineFailed(f"ComfyUI returned {written} frames, expected {job.frames}.", retryable=False)
-        job.params.update({"steps": steps, "flavour": self.flavour,
+        job.params.update({"steps": steps, "flavour": "wrapper",
                            "comfyui_s": round(time.monotonic() - started, 3)})
 
     def _whole_graph(self, job: Job, workflow: Workflow, folder: str, steps: int) -> dict[str, Any]:
