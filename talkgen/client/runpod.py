@@ -1,0 +1,170 @@
+"""A RunPod serverless endpoint (or any RunPod-compatible API, such as the SDK's ``--rp_serve_api`` server).
+
+RunPod's job API: ``POST /run`` → ``{"id", "status"}``; ``GET /status/{id}`` → ``{"id", "status",
+"output"?, "error"?}``; ``GET /stream/{id}`` → ``{"status", "stream": [{"output"}, …]}``;
+``POST /cancel/{id}``. A talkgen worker's progress arrives as the ``output`` of an IN_PROGRESS job; a
+talkgen error arrives as RunPod's ``error`` string, with ``error_code`` and ``retryable`` left in
+``output``.
+
+The SDK's local server differs: ``/status`` and ``/stream`` take POST only (GET → 405), the job runs
+inside that first POST /status and is forgotten afterwards, a FAILED answer keeps only the message, and
+there is no ``/cancel``. This client switches to POST on a 405, waits as long as the job takes, and
+remembers the final state of the jobs it saw.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from talkgen.client.http import HttpApi, answer, quoted_id, snippet
+from talkgen.client.status import (
+    COMPLETED,
+    FAILED,
+    IN_PROGRESS,
+    IN_QUEUE,
+    STATUSES,
+    JobStatus,
+    error_from_text,
+)
+from talkgen.errors import InvalidConfig, InvalidRequest, MediaTooLarge, OutputFailed, TalkgenError, shown
+
+RUNPOD_API = "https://api.runpod.ai/v2"
+API_KEY_ENV = "RUNPOD_API_KEY"
+LOCAL_RUN_TIMEOUT_S = 3600.0
+"""How long a POST /status to the SDK's local server may take: the whole job runs inside it."""
+_NOT_FOUND = "Job ID not found"  # the local server's answer for a job it does not hold
+_KEEP_FINAL = 1000
+
+
+class RunPodPlatform:
+    """Jobs on ``base_url``: ``https://api.runpod.ai/v2/<endpoint_id>`` or a local/compatible server."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, name: str | None = None,
+                 poll_s: float = 1.0, **http: Any) -> None:
+        self.name = name or f"RunPod API at {base_url}"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.api = HttpApi(base_url, platform=self.name, headers=headers,
+                           auth_hint=f"set {API_KEY_ENV} to an API key that may use this endpoint "
+                                     "(RunPod console → Settings → API Keys).", **http)
+        self.poll_s = poll_s
+        self._status_method = "GET"
+        self._final: dict[str, JobStatus] = {}
+
+    @classmethod
+    def endpoint(cls, endpoint_id: str, api_key: str | None = None, **options: Any) -> RunPodPlatform:
+        """RunPod's hosted endpoint ``endpoint_id``, with ``api_key`` or ``$RUNPOD_API_KEY``."""
+        key = api_key or os.environ.get(API_KEY_ENV, "").strip()
+        if not key:
+            raise InvalidConfig(f"Set {API_KEY_ENV} to your RunPod API key (RunPod console → Settings → API "
+                                f"Keys) to reach endpoint {endpoint_id}.", field=API_KEY_ENV)
+        return cls(f"{RUNPOD_API}/{endpoint_id}", api_key=key, name=f"RunPod endpoint {endpoint_id}", **options)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def submit(self, request: dict[str, Any]) -> str:
+        response = self.api.request("POST", "/run", json={"input": request}, idempotent=False)
+        if response.status_code == 413:
+            raise MediaTooLarge(f"The {self.name} refused the request as too large (HTTP 413; RunPod takes "
+                                "10 MB through /run): send media as URLs or storage paths, not base64.")
+        body = self._ok(response, "submit the request")
+        job_id = body.get("id")
+        if not isinstance(job_id, str) or not job_id:
+            raise OutputFailed(f"The {self.name} accepted the request but returned no job id: {snippet(response)}.")
+        return job_id
+
+    def status(self, job_id: str) -> JobStatus:
+        if job_id in self._final:
+            return self._final[job_id]
+        response = self._read("status", job_id)
+        job = self._job(job_id, self._ok(response, f"read job {job_id}"))
+        if job.done:
+            if len(self._final) >= _KEEP_FINAL:
+                self._final.pop(next(iter(self._final)))
+            self._final[job_id] = job
+        return job
+
+    def cancel(self, job_id: str) -> JobStatus:
+        response = self.api.request("POST", f"/cancel/{quoted_id(job_id)}")
+        if response.status_code in (404, 405):
+            raise InvalidRequest(f"The {self.name} cannot cancel job {job_id} (HTTP {response.status_code} from "
+                                 f"/cancel: an unknown or expired job, or an API without /cancel such as the "
+                                 "SDK's local --rp_serve_api server).")
+        body = self._ok(response, f"cancel job {job_id}")
+        self._final.pop(job_id, None)
+        return self._job(job_id, {"status": body.get("status") or "CANCELLED", **body})
+
+    def stream(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Each chunk a streaming handler yields, as it arrives, until the job ends.
+
+        talkgen's handler does not stream (it reports progress on /status instead), so a talkgen worker
+        yields nothing here; the job's outcome is still checked at the end.
+        """
+        while True:
+            body = self._ok(self._read("stream", job_id), f"stream job {job_id}")
+            if body.get("status") == FAILED and "generator" in str(body.get("error", "")):
+                raise InvalidRequest(f"The {self.name} does not stream this job: {body['error']} Poll its "
+                                     "status instead (talkgen's handler reports progress there).")
+            for chunk in body.get("stream") or []:
+                yield chunk.get("output") if isinstance(chunk, dict) else chunk
+            job = self._job(job_id, body)
+            if job.done:
+                error = job.exception()
+                if error is not None:
+                    raise error
+                return
+            time.sleep(self.poll_s)
+
+    def _read(self, route: str, job_id: str) -> httpx.Response:
+        """GET /route/id; POST where only POST is allowed (the SDK's local server runs the job then)."""
+        path = f"/{route}/{quoted_id(job_id)}"
+        if self._status_method == "GET":
+            response = self.api.request("GET", path)
+            if response.status_code != 405:
+                return response
+            self._status_method = "POST"
+        return self.api.request("POST", path, timeout_s=max(LOCAL_RUN_TIMEOUT_S, self.api.timeout_s))
+
+    def _ok(self, response: httpx.Response, doing: str) -> dict[str, Any]:
+        return answer(response, self.name, doing, "check the endpoint id, and that the job is younger than "
+                      "RunPod's result retention (30 min after it ends).")
+
+    def _job(self, job_id: str, body: dict[str, Any]) -> JobStatus:
+        status = str(body.get("status") or "").upper()
+        output = body.get("output")
+        error = body.get("error")
+        if status == FAILED and error == _NOT_FOUND:
+            raise InvalidRequest(f"The {self.name} does not know job {job_id}: a finished job is kept 30 min on "
+                                 "RunPod, and the SDK's local server forgets a job once its status was read.")
+        if status not in STATUSES:
+            raise OutputFailed(f"The {self.name} answered an unknown job status {shown(status)} for job {job_id}: "
+                               "is the target a RunPod API?")
+        if status in (IN_QUEUE, IN_PROGRESS):
+            progress = output if isinstance(output, dict) and "stage" in output else None
+            return JobStatus(job_id, status, progress=progress)
+        if status == COMPLETED:
+            return _completed(job_id, output, self.name)
+        if error or (isinstance(output, dict) and output.get("error_code")):
+            text = error if isinstance(error, str) else str((output or {}).get("error") or error or "")
+            return JobStatus(job_id, status, error=error_from_text(text, output))
+        failed = JobStatus(job_id, status)
+        exc = failed.exception()
+        return JobStatus(job_id, status, error=exc.to_dict() if exc else None)
+
+
+def _completed(job_id: str, output: Any, name: str) -> JobStatus:
+    """A COMPLETED answer: the response, or a failure when the output is an error or missing."""
+    if isinstance(output, dict) and output.get("error_code"):
+        return JobStatus(job_id, FAILED, error=error_from_text(str(output.get("error") or ""), output))
+    if isinstance(output, dict) and output:
+        return JobStatus(job_id, COMPLETED, output=output)
+    error: TalkgenError = OutputFailed(
+        f"Job {job_id} completed on the {name} without a response; RunPod drops results above about 20 MB, so "
+        "have the worker upload the video instead (request `output_url`, or TALKGEN_OUTPUT_URL on the worker).")
+    return JobStatus(job_id, FAILED, error=error.to_dict())
+
