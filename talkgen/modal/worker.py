@@ -1,0 +1,151 @@
+"""What the Modal GPU class does, kept out of the app file and free of Modal imports (testable in-process).
+
+`Worker.start` builds one `TalkGen` per container (``@modal.enter``); `Worker.generate` takes the same request
+dict as every runtime and returns the RunPod runtime's response: the response fields, or the talkgen error dict
+(never an exception for a `TalkgenError`). The video always goes to storage, never through the call: the
+request's ``output_url`` / ``network_volume`` (the outputs Volume), else ``TALKGEN_OUTPUT_URL``, else the outputs
+Volume as ``/outputs/<job id>.mp4`` (TALKGEN_VOLUME_DIR, where ``network_volume: true`` writes too).
+Progress goes to a key-value store (a ``modal.Dict``) under the call id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from talkgen.errors import TalkgenError
+from talkgen.modal.settings import ModalSettings
+from talkgen.modal.shapes import internal_error, safe_id, unwrap_input
+from talkgen.progress import ProgressEvent
+from talkgen.service import TalkGen
+
+log = logging.getLogger("talkgen.modal")
+PROGRESS_MIN_INTERVAL_S = 2.0
+
+
+class ProgressWriter:
+    """Throttled progress records in ``store[key]``: on a stage change, else every 2 s. Never fails a job."""
+
+    def __init__(self, store: MutableMapping[str, Any], key: str) -> None:
+        self.store, self.key = store, key
+        self.last_stage, self.last_time = "", 0.0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        if event.stage == self.last_stage and now - self.last_time < PROGRESS_MIN_INTERVAL_S:
+            return
+        self.last_stage, self.last_time = event.stage, now
+        self.write(event.to_dict())
+
+    def write(self, value: dict[str, Any]) -> None:
+        try:
+            self.store[self.key] = value
+        except Exception:  # progress must never fail a job
+            log.debug("progress write failed", exc_info=True)
+
+
+class Worker:
+    """One per container. ``commit`` persists the outputs Volume after each call (``Volume.commit``); the
+    service is built from the ``TALKGEN_*`` environment unless one is given."""
+
+    def __init__(self, settings: ModalSettings | None = None, *, progress_store: MutableMapping[str, Any] | None = None,
+                 commit: Callable[[], None] | None = None, service: TalkGen | None = None) -> None:
+        from talkgen.modal.settings import load_modal_settings
+
+        self.settings = settings or load_modal_settings()
+        self.progress_store = progress_store
+        self.commit = commit
+        self.service: TalkGen | None = service  # given: used as it is (tests, an embedding program)
+        self.config_error: TalkgenError | None = None
+
+    def start(self) -> None:
+        """Build the service; with TALKGEN_WARMUP load the engine now. A failure there raises (the container
+        does not start, as a RunPod worker exits): better than taking calls that would all fail."""
+        from talkgen.shutdown import cancel_on_signals
+
+        try:
+            self.service = self.service or TalkGen()
+        except TalkgenError as exc:
+            log.error("worker misconfigured: %s: %s", exc.code, exc.message)
+            if _env_true("TALKGEN_WARMUP"):
+                raise
+            self.config_error = exc  # each call answers with it
+            return
+        cancel_on_signals(self.service)  # SIGTERM (container stopped): the running job keeps its checkpoint
+        if self.settings.gpu_count > 1:  # each call's torchrun ranks load the engine; this process must not
+            log.info("%d GPUs per container: the engine loads in each call's ranks", self.settings.gpu_count)
+        elif self.service.settings.warmup:
+            log.info("warm-up: %s", self.service.warm_up())
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.close()
+
+    def generate(self, request: Any, *, output: str | None = None, job_id: str | None = None,
+                 call_id: str | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+        """One request → the response dict or the error dict. ``output`` is the trusted caller's destination
+        (the batch entrypoint's); ``job_id`` defaults to the call id."""
+        from talkgen.runtimes.runpod import _public
+
+        tg = self.service
+        progress = None if self.progress_store is None or not call_id else ProgressWriter(self.progress_store, call_id)
+        try:
+            inp = unwrap_input(request)
+            if tg is None:
+                if self.config_error is None:
+                    self.start()
+                    tg = self.service
+                if tg is None:
+                    raise self.config_error  # type: ignore[misc]
+            job_id = safe_id(job_id) or safe_id(call_id) or uuid.uuid4().hex[:16]
+            req = tg.validate(inp)
+            destination = output or self.destination(tg, req.output_url or req.network_volume, req.job_id or job_id)
+            if self.settings.gpu_count > 1:
+                from talkgen.modal.multi_gpu import generate_on_gpus
+
+                response = generate_on_gpus(inp, destination, req.job_id or job_id, self.settings.gpu_count,
+                                            progress, cancel)
+            else:
+                response = tg.generate(inp, output=destination, job_id=job_id, progress=progress,
+                                       cancel=cancel).to_response()
+            log.info("job %s done: %s", response.get("job_id"), response.get("timings"))
+        except TalkgenError as exc:
+            detail = f" ({exc.private})" if exc.private else ""
+            log.warning("call %s failed: %s: %s%s", call_id, exc.code, exc.message, detail)
+            response = _public(exc.to_dict(), tg)
+        except Exception as exc:  # a bug: say so plainly, keep the traceback in the log
+            log.exception("call %s crashed", call_id)
+            response = internal_error(type(exc).__name__)
+        finally:
+            self._commit()
+        if progress is not None and "error_code" not in response:
+            progress.write({"stage": "output", "fraction": 1.0, "percent": 100, "message": "done"})
+        return response
+
+    def destination(self, tg: TalkGen, requested: object, job_id: str) -> str | None:
+        """Where the video goes when the caller named no trusted output: the request's own choice (checked
+        by the service as untrusted), else TALKGEN_OUTPUT_URL, else the outputs Volume. Never inline."""
+        from talkgen.outputs import _with_name
+
+        if requested:
+            return None
+        if tg.settings.output_url:
+            return _with_name(tg.settings.output_url, job_id)
+        return os.path.join(tg.settings.volume_dir, f"{job_id}.mp4")
+
+    def _commit(self) -> None:
+        if self.commit is None:
+            return
+        try:
+            self.commit()
+        except Exception:  # a failed commit is retried by Modal's background commits; the log says so
+            log.warning("committing the outputs volume failed", exc_info=True)
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
