@@ -16,6 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
 from talkgen.errors import InvalidRequest, TalkgenError
 from talkgen.modal.shapes import internal_error, is_error, unwrap_input
 
@@ -53,13 +56,10 @@ def job_status(job_id: str, state: CallState, progress: Any, cancelled: bool) ->
 
 
 def build_job_api(spawn: Spawn, lookup: Lookup, cancel: Cancel, progress_store: Mapping[str, Any],
-                  validate: Callable[[dict[str, Any]], object] | None = None) -> Any:
+                  validate: Callable[[dict[str, Any]], object] | None = None) -> FastAPI:
     """The FastAPI app. ``progress_store`` maps a call id to its latest progress dict (a ``modal.Dict``); the
     API also writes ``<id>:cancelled`` there when it cancels a call. ``validate`` checks a request cheaply
     before it is spawned (default: `TalkRequest.parse`)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     if validate is None:
         from talkgen.request import TalkRequest
 
