@@ -88,3 +88,39 @@ def test_no_server_and_no_folder(media_dir, work_root, tmp_path):
     with pytest.raises(EngineUnavailable, match="TALKGEN_COMFYUI_DIR") as info:
         service.generate(_request(media_dir), output=str(tmp_path / "d.mp4"))
     assert info.value.retryable
+
+
+@pytest.mark.parametrize("ending", ["exit", "sigkill"])
+def test_a_server_started_by_a_one_shot_generate_stops_with_that_process(ending, comfy_dir, media_dir, work_root,
+                                                                          tmp_path):
+    """`talkgen.generate` in a script that then exits (or is killed): the ComfyUI it started goes too."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import subprocess_env
+
+    port = _free_port()
+    script = tmp_path / "one_shot.py"
+    script.write_text(
+        "import os, signal, sys\nimport talkgen\n"
+        f"talkgen.generate({_request(media_dir)!r}, output={str(tmp_path / 'a.mp4')!r})\n"
+        "print('rendered', flush=True)\n"
+        "if sys.argv[1] == 'sigkill':\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = subprocess_env(TALKGEN_ENGINE="comfyui", TALKGEN_COMFYUI_URL=f"http://127.0.0.1:{port}",
+                         TALKGEN_COMFYUI_DIR=str(comfy_dir), TALKGEN_ALLOWED_PATH_ROOTS=f'["{media_dir}"]',
+                         TALKGEN_WORK_DIR=str(work_root), TALKGEN_COMFYUI_START_TIMEOUT_S="60")
+    done = subprocess.run([sys.executable, str(script), ending], env=env, capture_output=True, text=True, timeout=240)
+    assert "rendered" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == (-9 if ending == "sigkill" else 0)
+    assert decode(tmp_path / "a.mp4").count == 50
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/system_stats", timeout=1.0, trust_env=False)
+        except httpx.TransportError:
+            break  # nothing answers: the server is gone
+        assert time.monotonic() < deadline, "ComfyUI still answers after the process that started it ended"
+        time.sleep(0.3)

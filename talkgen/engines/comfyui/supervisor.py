@@ -1,13 +1,15 @@
 """Connect to ComfyUI, or start it from ``TALKGEN_COMFYUI_DIR`` and keep it up (one restart per crash).
 
 Started as ``python main.py --listen <host> --port <port> --disable-auto-launch <TALKGEN_COMFYUI_ARGS>``
-in that folder; ready when ``/system_stats`` answers. Its output goes to ``talkgen-comfyui.log`` there,
+in that folder, under a watchdog (`watchdog.py`) that stops it when this process exits, however it exits;
+ready when ``/system_stats`` answers. Its output goes to ``talkgen-comfyui.log`` there,
 and the log's tail is in the error when it fails to start.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from talkgen.settings import Settings
 
 log = logging.getLogger(__name__)
 LOG_NAME = "talkgen-comfyui.log"
+WATCHDOG = "talkgen.engines.comfyui.watchdog"
 LOG_TAIL = 2000
 
 
@@ -28,7 +31,8 @@ class Supervisor:
         self.settings = settings
         self.client = client
         self.folder = settings.comfyui_dir
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | None = None  # the watchdog, which runs ComfyUI
+        self._lifeline: int | None = None
         self.restarts = 0
 
     @property
@@ -52,14 +56,20 @@ class Supervisor:
                    "--disable-auto-launch", *self.settings.comfyui_args]
         folder = Path(self.folder)  # type: ignore[arg-type]
         log.info("starting ComfyUI: %s (in %s)", " ".join(command), folder)
-        with (folder / LOG_NAME).open("ab") as out:
-            self.process = subprocess.Popen(command, cwd=folder, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        lifeline, self._lifeline = os.pipe()  # the write end stays here: the watchdog stops ComfyUI at its EOF
+        try:
+            with (folder / LOG_NAME).open("ab") as out:
+                self.process = subprocess.Popen([sys.executable, "-m", WATCHDOG, "--", *command], cwd=folder,
+                                                stdin=lifeline, stdout=out, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+        finally:
+            os.close(lifeline)
         deadline = time.monotonic() + self.settings.comfyui_start_timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise EngineUnavailable(f"ComfyUI exited with code {self.process.returncode} while starting: "
-                                        f"{self._log_tail()}", retryable=False)
+            if (code := self.process.poll()) is not None:
+                self.stop()
+                raise EngineUnavailable(f"ComfyUI exited with code {code} while starting: {self._log_tail()}",
+                                        retryable=False)
             if self.client.alive():
                 return
             time.sleep(0.5)
@@ -80,6 +90,10 @@ class Supervisor:
         return True
 
     def stop(self) -> None:
+        """Stop the server talkgen started (its watchdog stops ComfyUI's whole process group)."""
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
