@@ -98,5 +98,6 @@ def platform_for(target: str, **options: Any) -> Platform:
 def _no_extra(options: dict[str, Any], allowed: set[str], target: str) -> None:
     extra = sorted(set(options) - allowed)
     if extra:
-        raise InvalidRequest(f"Option{'s' if len(extra) > 1 else ''} {', '.join(extra)} do not apply to target "
+        raise InvalidRequest(f"Option{'s' if len(extra) > 1 else ''} {', '.join(extra)} "
+                             f"{'do' if len(extra) > 1 else 'does'} not apply to target "
                              f"{shown(target)} (it takes {', '.join(sorted(allowed)) or 'none'}).", field=extra[0])
