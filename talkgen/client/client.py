@@ -101,10 +101,11 @@ class Client:
 
     def save(self, response: dict[str, Any], path: str | Path,
              storage_options: dict[str, Any] | None = None) -> Path:
-        """Write the response's video to a local file (see `talkgen.client.download.save_video`)."""
+        """Write the response's video to a local file (see `talkgen.client.download.save_video`); a
+        ``video_path`` on the platform's volume is read through the platform where it can (Modal)."""
         from talkgen.client.download import save_video
 
-        return save_video(response, path, storage_options)
+        return save_video(response, path, storage_options, read_path=getattr(self.platform, "read_path", None))
 
 
 def _bare(request: Any) -> dict[str, Any]:

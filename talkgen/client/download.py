@@ -7,7 +7,7 @@ import base64
 import binascii
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -21,12 +21,13 @@ CHUNK = 1 << 20
 
 
 def save_video(response: dict[str, Any], path: str | Path, storage_options: dict[str, Any] | None = None,
-               timeout_s: float = 300.0) -> Path:
+               timeout_s: float = 300.0, read_path: Callable[[str], Iterable[bytes]] | None = None) -> Path:
     """Write the response's video to ``path`` (whole file or nothing) and return the path.
 
     Tried in order: ``video`` (data URI or bare base64, the seed's shape), ``presigned_url``, ``video_url``
     (http(s) with httpx; any other fsspec URL with ``storage_options``, e.g. ``{"s3": {...}}`` or
-    s3fs's own keys), ``video_path`` when this machine can read it.
+    s3fs's own keys), ``video_path`` when this machine can read it, else through ``read_path`` (the
+    platform's own way to its volume, e.g. a Modal Volume).
     """
     target = Path(path).expanduser()
     if isinstance(response.get("video"), str) and response["video"]:
@@ -42,6 +43,11 @@ def save_video(response: dict[str, Any], path: str | Path, storage_options: dict
         return target
     local = response.get("video_path")
     if isinstance(local, str) and local:
+        if not Path(local).is_file() and read_path is not None:
+            with _atomic(target) as out:
+                for chunk in read_path(local):
+                    out.write(chunk)
+            return target
         if not Path(local).is_file():
             raise OutputFailed(f"The video is at {shown(local)} on the worker (its disk or network volume), which "
                                "this machine cannot read: set `output_url` in the request (a bucket URL) to "

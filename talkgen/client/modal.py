@@ -9,13 +9,14 @@ proxy auth token: ``Modal-Key``/``Modal-Secret`` headers from `KEY_ENV`/`SECRET_
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
 from talkgen.client.http import HttpApi, answer, quoted_id, snippet
 from talkgen.client.status import COMPLETED, FAILED, STATUSES, JobStatus, default_error, error_from_text
-from talkgen.errors import InvalidConfig, MediaTooLarge, OutputFailed
+from talkgen.errors import InvalidConfig, MediaTooLarge, OutputFailed, shown
 
 KEY_ENV = "TALKGEN_MODAL_KEY"
 SECRET_ENV = "TALKGEN_MODAL_SECRET"
@@ -25,8 +26,9 @@ class ModalPlatform:
     """Jobs on the talkgen Modal app whose web endpoint is ``base_url`` (``https://<workspace>--….modal.run``)."""
 
     def __init__(self, base_url: str, *, modal_key: str | None = None, modal_secret: str | None = None,
-                 **http: Any) -> None:
+                 outputs_volume: str | None = None, **http: Any) -> None:
         self.name = f"Modal app at {base_url}"
+        self.outputs_volume = outputs_volume
         key = modal_key or os.environ.get(KEY_ENV, "").strip()
         secret = modal_secret or os.environ.get(SECRET_ENV, "").strip()
         if bool(key) != bool(secret):
@@ -60,6 +62,34 @@ class ModalPlatform:
         response = self.api.request("DELETE", f"/jobs/{quoted_id(job_id)}")
         body = self._ok(response, f"cancel job {job_id}")
         return _job(job_id, {"status": "CANCELLED", **body})
+
+    def read_path(self, path: str) -> Iterator[bytes]:
+        """The bytes of a ``video_path`` on the app's outputs Volume (``/outputs/…``), through Modal's API.
+
+        Needs a Modal token (``modal token new``, or MODAL_TOKEN_ID/MODAL_TOKEN_SECRET). The Volume is
+        ``outputs_volume``, else TALKGEN_MODAL_OUTPUTS_VOLUME, else talkgen's default (talkgen-outputs).
+        """
+        from talkgen.modal.settings import OUTPUTS_DIR, load_modal_settings
+
+        if not path.startswith(OUTPUTS_DIR + "/"):
+            raise OutputFailed(f"The video is at {shown(path)} inside the Modal container, not on the outputs Volume "
+                               f"({OUTPUTS_DIR}/…): set `output_url` in the request (a bucket URL) to fetch it.")
+        name = self.outputs_volume or load_modal_settings().outputs_volume
+        try:
+            import modal
+
+            yield from modal.Volume.from_name(name).read_file(path.removeprefix(OUTPUTS_DIR + "/"))
+        except ImportError:
+            raise InvalidConfig("Reading the video from the Modal outputs Volume needs the modal package: "
+                                "pip install 'talkgen[modal]'.") from None
+        except Exception as exc:
+            if type(exc).__name__ == "AuthError":
+                raise InvalidConfig(f"Reading {shown(path)} from the Modal Volume {name!r} needs a Modal token: run "
+                                    "`modal token new` or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or have the "
+                                    "job write to a bucket with `output_url`).") from None
+            if type(exc).__name__ == "NotFoundError":
+                raise OutputFailed(f"{shown(path)} is not on the Modal Volume {name!r}: {str(exc)[:200]}") from None
+            raise
 
     def _ok(self, response: httpx.Response, doing: str) -> dict[str, Any]:
         return answer(response, self.name, doing, "check the URL (the app's web endpoint, printed by `modal "

@@ -88,7 +88,7 @@ def platform_for(target: str, **options: Any) -> Platform:
     if kind == "modal":
         from talkgen.client.modal import ModalPlatform
 
-        _no_extra(options, {"modal_key", "modal_secret"}, target)
+        _no_extra(options, {"modal_key", "modal_secret", "outputs_volume"}, target)
         return ModalPlatform(where, **options, **http)
     from talkgen.client.k8s import K8sPlatform
 

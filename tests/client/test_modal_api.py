@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from talkgen.client import connect
 from talkgen.client.command import cancel, status, submit
-from talkgen.errors import Cancelled, ForbiddenSource, InvalidConfig, InvalidRequest, TalkgenError
+from talkgen.errors import Cancelled, ForbiddenSource, InvalidConfig, InvalidRequest, OutputFailed, TalkgenError
 from tests.client.conftest import free_port, talk_request
 from tests.client.stub_server import StubServer
 from tests.support.video_check import decode
@@ -155,3 +155,16 @@ def test_proxy_auth_headers_and_refusal(monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.delenv("TALKGEN_MODAL_SECRET")
         with pytest.raises(InvalidConfig, match="Set both"):
             connect(f"modal:{stub.url}")
+
+
+def test_a_video_on_the_outputs_volume_needs_a_modal_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("modal")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.modal.toml
+    for name in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with connect("modal:http://127.0.0.1:9", outputs_volume="my-outputs") as client:
+        with pytest.raises(InvalidConfig, match="Modal Volume 'my-outputs' needs a Modal token: run `modal token new`"):
+            client.save({"video_path": "/outputs/fc-1.mp4"}, tmp_path / "v.mp4")
+        with pytest.raises(OutputFailed, match="inside the Modal container, not on the outputs Volume"):
+            client.save({"video_path": "/tmp/elsewhere.mp4"}, tmp_path / "v.mp4")
+    assert not (tmp_path / "v.mp4").exists()
