@@ -69,3 +69,17 @@ def test_class_generates_locally_through_the_tiny_preset(local_env: Path, modal_
     assert set(bad) >= {"error", "error_code", "retryable"}
     wrapped = worker.generate.local({"input": {"image_path": 5}})  # RunPod's {"input": ...} is accepted too
     assert wrapped["error_code"] == "invalid_request"
+
+
+def test_import_needs_no_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """In a container the app file sits alone (/root/modal_app.py): importing it must not read repo files."""
+    import shutil
+
+    from tests.modal import conftest
+
+    alone = tmp_path / "root" / "modal_app.py"
+    alone.parent.mkdir()
+    shutil.copy(conftest.APP_FILE, alone)
+    monkeypatch.setattr(conftest, "APP_FILE", alone)
+    module = load_app("talkgen_modal_app_alone")
+    assert tmp_path == module.REPO and module.TalkGenWorker is not None
