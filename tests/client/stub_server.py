@@ -4,7 +4,8 @@
         stub.on("GET", "/status/j1", (503, {}), (503, {}), (200, {"id": "j1", "status": "COMPLETED"}))
         ... stub.url ... stub.calls  # [(method, path, headers, json body), ...]
 
-Each route replays its answers in order and then repeats the last; an unscripted route is 404.
+Routes match the path without its query string (``calls`` keep it). Each route replays its answers in
+order and then repeats the last; an unscripted route is 404.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 Answer = tuple  # (status, JSON body or bytes[, headers])
 
@@ -39,7 +41,7 @@ class StubServer:
     def answer(self, method: str, path: str, headers: dict[str, str], body: Any) -> Answer:
         with self._lock:
             self.calls.append((method, path, headers, body))
-            answers = self._routes.get((method, path))
+            answers = self._routes.get((method, urlsplit(path).path))
             if not answers:
                 return 404, {"detail": "Not Found"}
             answer = answers.pop(0) if len(answers) > 1 else answers[0]
