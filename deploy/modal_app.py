@@ -18,6 +18,7 @@ import shlex
 from pathlib import Path
 
 import modal
+import modal.experimental
 
 from talkgen.modal.settings import MODELS_DIR, OUTPUTS_DIR, load_modal_settings
 
@@ -82,7 +83,10 @@ class TalkGenWorker:
         is in the outputs Volume (``video_path`` /outputs/…) or at the request's ``output_url``."""
         call_id = modal.current_function_call_id()
         key = call_id if job_id is None or call_id is None else f"{call_id}:{job_id}"  # .map shares a call id
-        return self.worker.generate(request, output=output, job_id=job_id or call_id, call_id=key)
+        response = self.worker.generate(request, output=output, job_id=job_id or call_id, call_id=key)
+        if not self.worker.healthy:  # e.g. a CUDA error: this container takes no more inputs, a fresh one starts
+            modal.experimental.stop_fetching_inputs()
+        return response
 
     @modal.exit()
     def stop(self) -> None:

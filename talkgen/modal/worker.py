@@ -20,7 +20,7 @@ from typing import Any
 
 from talkgen.errors import TalkgenError
 from talkgen.modal.settings import ModalSettings
-from talkgen.modal.shapes import internal_error, safe_id, unwrap_input
+from talkgen.modal.shapes import internal_error, is_error, safe_id, unwrap_input
 from talkgen.progress import ProgressEvent
 from talkgen.service import TalkGen
 
@@ -86,6 +86,11 @@ class Worker:
         if self.service is not None:
             self.service.close()
 
+    @property
+    def healthy(self) -> bool:
+        """False when an engine broke in a way only a new container fixes (the app then stops taking inputs)."""
+        return self.service is None or self.service.healthy
+
     def generate(self, request: Any, *, output: str | None = None, job_id: str | None = None,
                  call_id: str | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
         """One request → the response dict or the error dict. ``output`` is the trusted caller's destination
@@ -113,7 +118,11 @@ class Worker:
             else:
                 response = tg.generate(inp, output=destination, job_id=job_id, progress=progress,
                                        cancel=cancel).to_response()
-            log.info("job %s done: %s", response.get("job_id"), response.get("timings"))
+            if is_error(response):  # rank 0's error (multi-GPU): redacted as any other
+                log.warning("call %s failed: %s: %s", call_id, response.get("error_code"), response.get("error"))
+                response = _public(dict(response), tg)
+            else:
+                log.info("job %s done: %s", response.get("job_id"), response.get("timings"))
         except TalkgenError as exc:
             detail = f" ({exc.private})" if exc.private else ""
             log.warning("call %s failed: %s: %s%s", call_id, exc.code, exc.message, detail)
