@@ -42,9 +42,10 @@ Cancel = Callable[[str], None]  # raises LookupError for an unknown id
 
 
 def job_status(job_id: str, state: CallState, progress: Any, cancelled: bool) -> dict[str, Any]:
-    """The GET answer for one call."""
+    """The GET answer for one call. ``cancelled``: this API cancelled it (a call that still finished keeps
+    its video: COMPLETED)."""
     out: dict[str, Any] = {"id": job_id, "progress": progress if isinstance(progress, dict) else None}
-    if state.cancelled or (cancelled and not state.done):
+    if state.cancelled or (cancelled and (not state.done or is_error(state.output))):  # stopped by DELETE
         out["status"] = "CANCELLED"
     elif state.done:
         output = state.output if isinstance(state.output, dict) else internal_error("the call returned no response")

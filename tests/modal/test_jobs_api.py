@@ -163,3 +163,18 @@ def test_platform_refusal_is_502():
         assert reply.status_code == 502 and reply.json()["error_code"] == "internal_error"
         assert reply.json()["retryable"] is True
         assert client.get("/health").json() == {"ok": True}
+
+
+def test_status_words():
+    from talkgen.modal.jobs_api import CallState, job_status
+
+    error = {"error": "x", "error_code": "cancelled", "retryable": True}
+    assert job_status("a", CallState(), None, False)["status"] == "IN_QUEUE"
+    assert job_status("a", CallState(), {"stage": "fetch"}, False)["status"] == "IN_PROGRESS"
+    assert job_status("a", CallState(), None, True)["status"] == "CANCELLED"
+    assert job_status("a", CallState(done=True, output=error), None, True)["status"] == "CANCELLED"
+    assert job_status("a", CallState(done=True, output=error), None, False)["status"] == "FAILED"
+    assert job_status("a", CallState(done=True, output={"video_path": "v"}), None, True)["status"] == "COMPLETED"
+    assert job_status("a", CallState(done=True, cancelled=True), None, False)["status"] == "CANCELLED"
+    broken = job_status("a", CallState(done=True, output=None), None, False)
+    assert broken["status"] == "FAILED" and broken["output"]["error_code"] == "internal_error"
