@@ -14,6 +14,7 @@ remembers the final state of the jobs it saw.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -39,6 +40,9 @@ LOCAL_RUN_TIMEOUT_S = 3600.0
 """How long a POST /status to the SDK's local server may take: the whole job runs inside it."""
 _NOT_FOUND = "Job ID not found"  # the local server's answer for a job it does not hold
 _KEEP_FINAL = 1000
+RUN_BODY_LIMIT = 10_000_000
+"""RunPod's limit on a /run body (bytes)."""
+VIDEO_FIELDS = ("video", "video_url", "video_path")
 
 
 class RunPodPlatform:
@@ -68,6 +72,10 @@ class RunPodPlatform:
         self.api.close()
 
     def submit(self, request: dict[str, Any]) -> str:
+        size = len(json.dumps({"input": request}, ensure_ascii=False).encode())
+        if size > RUN_BODY_LIMIT and self.api.base_url.startswith(RUNPOD_API):
+            raise MediaTooLarge(f"The request is {size / 1e6:.1f} MB; RunPod takes at most 10 MB through /run: send "
+                                "media as URLs or storage paths, not base64.", field="input")
         response = self.api.request("POST", "/run", json={"input": request}, idempotent=False)
         if response.status_code == 413:
             raise MediaTooLarge(f"The {self.name} refused the request as too large (HTTP 413; RunPod takes "
@@ -112,12 +120,11 @@ class RunPodPlatform:
                                      "status instead (talkgen's handler reports progress there).")
             for chunk in body.get("stream") or []:
                 yield chunk.get("output") if isinstance(chunk, dict) else chunk
-            job = self._job(job_id, body)
-            if job.done:
-                error = job.exception()
-                if error is not None:
-                    raise error
+            if body.get("status") == COMPLETED:  # a stream's end carries no response to check
                 return
+            error = self._job(job_id, body).exception()
+            if error is not None:
+                raise error
             time.sleep(self.poll_s)
 
     def _read(self, route: str, job_id: str) -> httpx.Response:
@@ -149,6 +156,8 @@ class RunPodPlatform:
             return JobStatus(job_id, status, progress=progress)
         if status == COMPLETED:
             return _completed(job_id, output, self.name)
+        if isinstance(error, dict) and error.get("error_code"):
+            return JobStatus(job_id, status, error=error)
         if error or (isinstance(output, dict) and output.get("error_code")):
             text = error if isinstance(error, str) else str((output or {}).get("error") or error or "")
             return JobStatus(job_id, status, error=error_from_text(text, output))
@@ -158,13 +167,19 @@ class RunPodPlatform:
 
 
 def _completed(job_id: str, output: Any, name: str) -> JobStatus:
-    """A COMPLETED answer: the response, or a failure when the output is an error or missing."""
+    """A COMPLETED answer: the response, or a failure when the output is an error or holds no video."""
+    if isinstance(output, dict) and any(output.get(k) for k in VIDEO_FIELDS):
+        return JobStatus(job_id, COMPLETED, output=output)
     if isinstance(output, dict) and output.get("error_code"):
         return JobStatus(job_id, FAILED, error=error_from_text(str(output.get("error") or ""), output))
-    if isinstance(output, dict) and output:
-        return JobStatus(job_id, COMPLETED, output=output)
-    error: TalkgenError = OutputFailed(
-        f"Job {job_id} completed on the {name} without a response; RunPod drops results above about 20 MB, so "
-        "have the worker upload the video instead (request `output_url`, or TALKGEN_OUTPUT_URL on the worker).")
+    if not output:
+        error: TalkgenError = OutputFailed(
+            f"Job {job_id} completed on the {name} without a response; RunPod drops results above about 20 MB, "
+            "so have the worker upload the video instead (request `output_url`, or TALKGEN_OUTPUT_URL on the "
+            "worker).")
+    else:
+        keys = ", ".join(sorted(output)[:8]) if isinstance(output, dict) else type(output).__name__
+        error = OutputFailed(f"Job {job_id} completed on the {name}, but its output names no video ({keys}); a "
+                             "progress report in its place means a late progress update replaced the result. "
+                             "Run the request again.")
     return JobStatus(job_id, FAILED, error=error.to_dict())
-

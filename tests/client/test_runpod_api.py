@@ -62,6 +62,7 @@ def test_hosted_endpoint_routes_auth_progress_and_response(stub: StubServer) -> 
     ({"status": "COMPLETED", "output": {"error": "bad", "error_code": "invalid_request", "retryable": False}},
      InvalidRequest, "bad"),
     ({"status": "COMPLETED"}, OutputFailed, "above about 20 MB"),
+    ({"status": "COMPLETED", "output": PROGRESS}, OutputFailed, r"names no video \(fraction, message, percent"),
     ({"status": "TIMED_OUT"}, Timeout, "execution timeout"),
     ({"status": "CANCELLED"}, Cancelled, "was cancelled"),
 ])
@@ -78,6 +79,15 @@ def test_endings_become_the_matching_error(stub: StubServer, answer: dict, error
         assert caught.value.retryable is True
 
 
+def test_a_request_over_runpods_limit_is_refused_before_sending(stub: StubServer) -> None:
+    from talkgen.errors import MediaTooLarge
+
+    big = {"image_url": "https://x.example/a.png", "wav_base64": "UklG" * 2_600_000}
+    with _client() as client, pytest.raises(MediaTooLarge, match=r"10\.4 MB; RunPod takes at most 10 MB"):
+        client.submit(big, validate=False)
+    assert stub.calls == []
+
+
 def test_cancel_posts_and_reports_cancelled(stub: StubServer) -> None:
     stub.on("POST", "/v2/ep1/cancel/j%2F1", (200, {"id": "j/1", "status": "CANCELLED"}))
     with _client() as client:
@@ -88,8 +98,14 @@ def test_cancel_posts_and_reports_cancelled(stub: StubServer) -> None:
 def test_stream_yields_chunks_until_the_job_ends(stub: StubServer) -> None:
     stub.on("GET", "/v2/ep1/stream/j1", (200, {"status": "IN_PROGRESS", "stream": [{"output": {"n": 1}}]}),
             (200, {"status": "COMPLETED", "stream": [{"output": {"n": 2}}], "output": RESPONSE}))
+    stub.on("GET", "/v2/ep1/stream/j2", (200, {"status": "IN_PROGRESS", "stream": []}),
+            (200, {"status": "FAILED", "error": "no GPU", "output": {"error_code": "gpu_unavailable"}}))
     with _client(poll_s=0.01) as client:
         assert list(client.stream("j1")) == [{"n": 1}, {"n": 2}]
+        from talkgen.errors import GpuUnavailable
+
+        with pytest.raises(GpuUnavailable, match="no GPU"):
+            list(client.stream("j2"))
 
 
 def test_transient_answers_are_retried_with_backoff(stub: StubServer) -> None:
