@@ -121,12 +121,17 @@ def load_api_client(context: str | None = None) -> Any:
         except ConfigException:
             pass  # not a usable service account: try a kubeconfig
     try:
-        return config.new_client_from_config(context=context, persist_config=False)
+        return config.new_client_from_config(config_file=_kubeconfig(), context=context, persist_config=False)
     except (ConfigException, OSError, TypeError, ValueError) as exc:
         where = os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise InvalidConfig(f"No usable Kubernetes configuration in {shown(where)} ({str(exc)[:200]}): set "
                             "KUBECONFIG to a kubeconfig file or pick a context with `kubectl config use-context`; "
                             "inside a cluster the pod needs a service account.") from None
+
+
+def _kubeconfig() -> str:
+    """``KUBECONFIG`` as it is now (the client reads it once, at import), else ``~/.kube/config``."""
+    return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
 def default_namespace(context: str | None = None) -> str:
@@ -136,7 +141,7 @@ def default_namespace(context: str | None = None) -> str:
     try:
         from kubernetes import config
 
-        contexts, active = config.list_kube_config_contexts()
+        contexts, active = config.list_kube_config_contexts(config_file=_kubeconfig())
         chosen = next((c for c in contexts if c.get("name") == context), active) if context else active
         return (chosen or {}).get("context", {}).get("namespace") or "default"
     except Exception:  # no kubeconfig: load_api_client will say so

@@ -115,6 +115,11 @@ class PodOptions(BaseModel):
                 problems.append(f"{flag}: {message}" if flag else message)
             raise InvalidRequest("Invalid options: " + "; ".join(problems) + ".", field=first) from None
 
+    @field_validator("deadline_s", mode="before")
+    @classmethod
+    def _no_deadline(cls, value: Any) -> Any:
+        return None if value == 0 and not isinstance(value, bool) else value
+
     @field_validator("name", "namespace")
     @classmethod
     def _dns_label(cls, value: str | None) -> str | None:
