@@ -83,3 +83,24 @@ def test_import_needs_no_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(conftest, "APP_FILE", alone)
     module = load_app("talkgen_modal_app_alone")
     assert tmp_path == module.REPO and module.TalkGenWorker is not None
+
+
+def test_modal_cli_loads_the_file_and_stops_at_auth(tmp_path: Path):
+    """`modal deploy` and `modal run ::batch --help` load the file as users will; without a token deploy stops at
+    authentication, before any connection (no ~/.modal.toml: HOME is empty)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODAL_", "TALKGEN_MODAL_"))}
+    env["HOME"] = str(tmp_path)
+    modal_cli = [sys.executable, "-m", "modal"]
+    deploy = subprocess.run([*modal_cli, "deploy", "deploy/modal_app.py"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert "Token missing" in deploy.stdout + deploy.stderr, deploy.stderr[-2000:]
+    assert "Traceback" not in deploy.stderr
+    usage = subprocess.run([*modal_cli, "run", "deploy/modal_app.py::batch", "--help"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 0 and "--requests" in usage.stdout and "--output" in usage.stdout
