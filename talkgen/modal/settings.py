@@ -66,7 +66,8 @@ class ModalSettings(BaseSettings):
         default_factory=list, description="Modal Secret names whose variables the containers get (AWS_*, HF_TOKEN).")
     engine: str = Field("native", description="TALKGEN_ENGINE of the GPU containers.")
     model_set: str = Field("infinitetalk-480p", description="What `download` fetches (`talkgen models download`).")
-    python_version: str = Field("3.11", description="Python of the image (the native image's is 3.11).")
+    python_version: str = Field("3.11", pattern=r"^3\.\d{1,2}(\.\d{1,2})?$",
+                                description="Python of the image (the native image's is 3.11).")
     base_image: str | None = Field(None, description="A registry image with Python instead of Modal's debian_slim.")
     torch_spec: str = Field("torch==2.13.0", description="The torch requirement, installed before the pins.")
     web_auth: bool = Field(True, description="The job API requires Modal proxy auth (Modal-Key/Modal-Secret).")

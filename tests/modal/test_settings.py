@@ -61,6 +61,7 @@ def test_bad_gpu(monkeypatch: pytest.MonkeyPatch, raw: str, words: list[str]):
     ("WEIGHTS_VOLUME", "", ["TALKGEN_MODAL_WEIGHTS_VOLUME"]),
     ("ENV", '{"TALKGEN_MODAL_GPU": "T4"}', ["TALKGEN_MODAL_ENV", "deploy setting"]),
     ("ENV", "not json", ["TALKGEN_MODAL_*"]),
+    ("PYTHON_VERSION", "python3", ["TALKGEN_MODAL_PYTHON_VERSION"]),
 ])
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, words: list[str]):
     monkeypatch.setenv(f"TALKGEN_MODAL_{name}", value)
