@@ -133,6 +133,7 @@ def download(model_set: str = "", args: str = "") -> None:
 def run_batch_job(requests_url: str, output: str, requests_text: str | None = None) -> dict:
     import tempfile
 
+    from talkgen.errors import TalkgenError
     from talkgen.modal.batch import run_batch
 
     def gpu_map(requests: list[dict], destinations: list[str], keys: list[str]):  # type: ignore[no-untyped-def]
@@ -143,9 +144,12 @@ def run_batch_job(requests_url: str, output: str, requests_text: str | None = No
         if requests_text is not None:  # a file on the caller's machine, sent along
             requests_url = str(Path(tmp) / "requests.jsonl")
             Path(requests_url).write_text(requests_text)
-        summary = run_batch(requests_url, output, gpu_map)
+        try:
+            summary = run_batch(requests_url, output, gpu_map).to_dict()
+        except TalkgenError as exc:  # unreadable requests file, unwritable results: the batch did not run
+            summary = {"error": exc.to_dict()}
     outputs.commit()
-    return summary.to_dict()
+    return summary
 
 
 @app.local_entrypoint()
@@ -159,4 +163,6 @@ def batch(requests: str, output: str) -> None:
     except TalkgenError as exc:
         raise SystemExit(f"error ({exc.code}): {exc.message}") from None
     summary = run_batch_job.remote(requests, output, text)
+    if "error" in summary:
+        raise SystemExit(f"error ({summary['error']['error_code']}): {summary['error']['error']}")
     print(json.dumps(summary, indent=2))
