@@ -1,5 +1,6 @@
-"""The client's Kubernetes platform against a loopback Jobs API; the Job's pod is played by running its
-``talkgen k8s run`` shard in-process (`talkgen.k8s.runner.execute_shard`) with the test engine."""
+"""The client's Kubernetes platform against the loopback Jobs API stand-in (tests/support/k8s_api.py); the
+Job's pod is played by running its ``talkgen k8s run`` shard in-process (`talkgen.k8s.runner.execute_shard`)
+with the test engine."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 from talkgen.client import connect
 from talkgen.errors import InvalidConfig, InvalidRequest, MissingMedia, OutputFailed, Timeout
 from tests.client.conftest import talk_request
-from tests.client.stub_server import StubServer
 from tests.support.video_check import decode
 
 pytest.importorskip("kubernetes")
@@ -21,10 +21,10 @@ IMAGE = "registry.example.com/talkgen-native:1.0"
 
 @pytest.fixture
 def cluster():  # type: ignore[no-untyped-def]
-    from tests.client.k8s_stub import JobsStub
+    from tests.support.k8s_api import FakeJobsApi
 
-    with StubServer() as stub:
-        yield JobsStub(stub, NS)
+    with FakeJobsApi() as api:
+        yield api
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_submit_run_and_fetch_a_video(cluster, staging: Path, settings, media_di
                                       tmp_path: Path) -> None:
     with _connect(cluster, staging, gpus=0) as client:
         job_id = client.submit(talk_request(media_dir, seed=2))
-        job = cluster.jobs[job_id]
+        job = cluster.jobs[(NS, job_id)]
         assert job_id.startswith("talkgen-") and job["metadata"]["namespace"] == NS
         notes = job["metadata"]["annotations"]
         assert notes["talkgen.dev/requests"] == f"{staging}/{job_id}/requests.jsonl"
@@ -58,11 +58,12 @@ def test_submit_run_and_fetch_a_video(cluster, staging: Path, settings, media_di
         assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 1
         assert job["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
         assert client.status(job_id).status == "IN_QUEUE"
-        job["status"] = {"active": 1, "startTime": "2026-01-01T00:00:01Z"}
+        cluster.set_status(NS, job_id, {"active": 1, "startTime": "2026-01-01T00:00:01Z"})
         assert client.status(job_id).status == "IN_PROGRESS"
         assert _play_pod(job, settings) == 0
-        job["status"] = {"succeeded": 1, "completedIndexes": "0",
-                         "conditions": [{"type": "Complete", "status": "True"}]}
+        assert client.status(job_id).status == "COMPLETED"  # the record counts before the Job says so
+        cluster.set_status(NS, job_id, {"active": 0, "succeeded": 1, "completedIndexes": "0",
+                                        "conditions": [{"type": "Complete", "status": "True"}]})
         response = client.wait(job_id, timeout=10, poll_s=0.05)
         saved = client.save(response, tmp_path / "k8s.mp4")
     assert response["seed"] == 2 and response["frames"] == 50
@@ -74,7 +75,7 @@ def test_a_bad_request_fails_with_its_code(cluster, staging: Path, settings, med
     del request["wav_path"]
     with _connect(cluster, staging) as client:
         job_id = client.submit(request, validate=False)
-        assert _play_pod(cluster.jobs[job_id], settings) == 42  # EXIT_FINAL_FAILURE
+        assert _play_pod(cluster.jobs[(NS, job_id)], settings) == 42  # EXIT_FINAL_FAILURE
         with pytest.raises(MissingMedia, match="needs speaker 1's audio") as caught:
             client.wait(job_id, timeout=10, poll_s=0.05)
     assert caught.value.retryable is False
@@ -83,14 +84,14 @@ def test_a_bad_request_fails_with_its_code(cluster, staging: Path, settings, med
 def test_job_endings_without_a_record(cluster, staging: Path, media_dir: Path) -> None:  # type: ignore[no-untyped-def]
     with _connect(cluster, staging) as client:
         failed = client.submit(talk_request(media_dir))
-        cluster.jobs[failed]["status"] = {"failed": 3, "conditions": [
+        cluster.set_status(NS, failed, {"failed": 3, "failedIndexes": "0", "conditions": [
             {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the "
-             "specified backoff limit"}]}
+             "specified backoff limit"}]})
         with pytest.raises(OutputFailed, match=f"kubectl logs job/{failed} -n {NS}"):
             client.wait(failed, poll_s=0.05)
         late = client.submit(talk_request(media_dir))
-        cluster.jobs[late]["status"] = {"conditions": [{"type": "Failed", "status": "True",
-                                                        "reason": "DeadlineExceeded"}]}
+        cluster.set_status(NS, late, {"conditions": [{"type": "Failed", "status": "True",
+                                                      "reason": "DeadlineExceeded"}]})
         assert client.status(late).status == "TIMED_OUT"
         with pytest.raises(Timeout):
             client.wait(late, poll_s=0.05)
@@ -100,13 +101,13 @@ def test_cancel_deletes_the_job(cluster, staging: Path, media_dir: Path) -> None
     with _connect(cluster, staging) as client:
         job_id = client.submit(talk_request(media_dir))
         job = client.cancel(job_id)
-        assert job.status == "CANCELLED" and job_id not in cluster.jobs
-        assert cluster.stub.calls[-1][:2] == ("DELETE", f"/apis/batch/v1/namespaces/{NS}/jobs/{job_id}"
-                                                        "?propagationPolicy=Background")
-        with pytest.raises(InvalidRequest, match=f"No Job {job_id}"):
+        assert job.status == "CANCELLED" and (NS, job_id) not in cluster.jobs
+        assert cluster.calls[-1] == ("DELETE", f"/apis/batch/v1/namespaces/{NS}/jobs/{job_id}",
+                                     {"propagationPolicy": ["Background"]})
+        with pytest.raises(InvalidRequest, match=f"No Job '{job_id}' in namespace 'team-a'"):
             client.cancel(job_id)
         gone = client.status(job_id)  # the staging prefix still answers
-    assert gone.status == "FAILED" and "it was deleted" in gone.error["error"]
+    assert gone.status == "FAILED" and "is gone from namespace team-a" in gone.error["error"]
 
 
 def test_settings_and_refusals(cluster, staging: Path, media_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -126,7 +127,7 @@ def test_settings_and_refusals(cluster, staging: Path, media_dir: Path, monkeypa
         client.submit(talk_request(media_dir))
     with _connect(cluster, staging, gpus=-1) as client, pytest.raises(InvalidRequest, match="--gpus"):
         client.submit(talk_request(media_dir))
-    cluster.stub.on("POST", f"/apis/batch/v1/namespaces/{NS}/jobs", (403, {"kind": "Status", "code": 403}))
+    cluster.fail_next = (403, "Forbidden")
     with _connect(cluster, staging) as client, pytest.raises(InvalidConfig, match=r"create/get/delete on jobs\.batch"):
         client.submit(talk_request(media_dir))
 
@@ -142,7 +143,7 @@ def test_commands_use_the_kubeconfig(cluster, staging: Path, settings, media_dir
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "stub",
-        "clusters": [{"name": "stub", "cluster": {"server": cluster.stub.url}}],
+        "clusters": [{"name": "stub", "cluster": {"server": cluster.host}}],
         "users": [{"name": "me", "user": {"token": "t0k"}}],
         "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "me", "namespace": NS}}]}))
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
@@ -155,11 +156,10 @@ def test_commands_use_the_kubeconfig(cluster, staging: Path, settings, media_dir
     out = runner.invoke(submit, [str(request), "-O", f"image={IMAGE}", "-O", "gpus=0"])
     assert out.exit_code == 0, out.output
     job_id = out.output.strip()
-    assert cluster.stub.calls[-1][2]["authorization"] == "Bearer t0k"
-    assert cluster.jobs[job_id]["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert cluster.jobs[(NS, job_id)]["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     shown = runner.invoke(status, [job_id])
     assert shown.exit_code == 0 and shown.output.strip() == f"{job_id}: IN_QUEUE"
-    assert _play_pod(cluster.jobs[job_id], settings) == 0
+    assert _play_pod(cluster.jobs[(NS, job_id)], settings) == 0
     fetched = runner.invoke(result, [job_id, "-o", str(tmp_path / "cli.mp4"), "--json"])
     assert fetched.exit_code == 0, fetched.output
     assert json.loads(fetched.output)["output"]["seed"] == 8 and decode(tmp_path / "cli.mp4").count == 50
