@@ -102,9 +102,12 @@ class Client:
     def save(self, response: dict[str, Any], path: str | Path,
              storage_options: dict[str, Any] | None = None) -> Path:
         """Write the response's video to a local file (see `talkgen.client.download.save_video`); a
-        ``video_path`` on the platform's volume is read through the platform where it can (Modal)."""
+        ``video_path`` on the platform's volume is read through the platform where it can (Modal).
+        ``storage_options`` default to the platform's own (Kubernetes' staging storage)."""
         from talkgen.client.download import save_video
 
+        if storage_options is None:
+            storage_options = getattr(self.platform, "storage_options", None)
         return save_video(response, path, storage_options, read_path=getattr(self.platform, "read_path", None))
 
 

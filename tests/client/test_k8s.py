@@ -170,3 +170,22 @@ def test_no_kubeconfig_says_what_to_set(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with connect(f"k8s:{NS}") as client, pytest.raises(InvalidConfig, match="set KUBECONFIG"):
         client.cancel("talkgen-0123")
+
+
+def test_staging_on_s3(cluster, settings, media_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("s3fs")
+    from tests.support.s3 import MotoS3
+
+    with MotoS3() as s3:
+        s3.filesystem().mkdir("k8s-staging")
+        options = {"s3": s3.storage_options}
+        with connect(f"k8s:{NS}", image=IMAGE, staging="s3://k8s-staging/jobs", storage_options=options,
+                     api_client=cluster.api_client()) as client:
+            job_id = client.submit(talk_request(media_dir, seed=6))
+            assert s3.filesystem().cat(f"k8s-staging/jobs/{job_id}/requests.jsonl").startswith(b'{"image_path"')
+            pod_settings = settings.model_copy(update={"storage_options": options})
+            assert _play_pod(cluster.jobs[(NS, job_id)], pod_settings) == 0
+            response = client.wait(job_id, timeout=10, poll_s=0.05)
+            assert response["video_url"] == f"s3://k8s-staging/jobs/{job_id}/out/line-000001.mp4"
+            saved = client.save({k: v for k, v in response.items() if k != "presigned_url"}, tmp_path / "s3.mp4")
+    assert decode(saved).count == 50
