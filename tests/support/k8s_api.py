@@ -34,7 +34,7 @@ class FakeJobsApi:
         self.fail_next: tuple[int, str] | None = None  # (HTTP status, reason) for the next request
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def host(self) -> str:
