@@ -216,3 +216,30 @@ def test_serialisation_is_camel_case_and_round_trips() -> None:
     assert "completionMode" in data["spec"] and "status" not in data
     assert to_manifest(client.V1Job.from_dict(data)) == data
     validate_manifest(data)
+
+
+@pytest.mark.parametrize(("text", "value"), [("50Gi", 50 * 2**30), ("500m", 0.5), ("2", 2), (4, 4), ("1.5k", 1500),
+                                             ("1e3", 1000), (".5", 0.5)])
+def test_quantities(text: Any, value: float) -> None:
+    from talkgen.k8s.names import parse_quantity
+
+    assert float(parse_quantity(text)) == value
+
+
+@pytest.mark.parametrize("text", ["", "Gi", "5 Gi", "5gi", "1.5.Gi", True, 1.5, None])
+def test_not_quantities(text: Any) -> None:
+    from talkgen.k8s.names import parse_quantity
+
+    with pytest.raises(ValueError, match="quantity"):
+        parse_quantity(text)
+
+
+@pytest.mark.parametrize(("text", "fields"), [
+    ("nvidia.com/gpu:NoSchedule", {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}),
+    ("dedicated=gpu:NoExecute", {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoExecute"}),
+    ("spot", {"key": "spot", "operator": "Exists"}),
+    ("pool=a100", {"key": "pool", "operator": "Equal", "value": "a100"}),
+])
+def test_toleration_flags(text: str, fields: dict[str, str]) -> None:
+    pod = to_manifest(render_job(_batch(gpus=0, tolerations=[text])))["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [fields]
