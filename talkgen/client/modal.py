@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from talkgen.client.http import HttpApi, answer, quoted_id, snippet
-from talkgen.client.status import COMPLETED, FAILED, STATUSES, JobStatus, default_error, error_from_text
+from talkgen.client.status import COMPLETED, FAILED, STATUSES, TERMINAL, JobStatus, default_error, error_from_text
 from talkgen.errors import InvalidConfig, MediaTooLarge, OutputFailed, shown
 
 KEY_ENV = "TALKGEN_MODAL_KEY"
@@ -97,25 +97,29 @@ class ModalPlatform:
 
 
 def _job(job_id: str, body: dict[str, Any]) -> JobStatus:
+    """An answer of GET /jobs/{id}: a failed job's error is its ``output`` (a talkgen error dict), or an
+    ``error`` string or dict."""
     status = str(body.get("status") or "").upper()
     if status not in STATUSES:
-        raise OutputFailed(f"The Modal app answered an unknown job status {status!r} for job {job_id}.")
+        raise OutputFailed(f"The Modal app answered an unknown job status {shown(status)} for job {job_id}.")
     output = body.get("output")
     progress = body.get("progress") if isinstance(body.get("progress"), dict) else None
-    if status == COMPLETED and isinstance(output, dict) and not output.get("error_code"):
+    failed = isinstance(output, dict) and bool(output.get("error_code"))
+    if status == COMPLETED and isinstance(output, dict) and output and not failed:
         return JobStatus(job_id, COMPLETED, progress=progress, output=output)
-    if status == COMPLETED or (isinstance(output, dict) and output.get("error_code")):
-        error = error_from_text(str((output or {}).get("error") or ""), output) if isinstance(output, dict) \
-            else OutputFailed(f"Job {job_id} completed without a response.").to_dict()
-        return JobStatus(job_id, FAILED, progress=progress, error=error)
-    if status in (FAILED, "CANCELLED", "TIMED_OUT"):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("error"):
-            data = error
-        elif isinstance(error, str) and error:
-            data = error_from_text(error, output)
-        else:
-            data = default_error(job_id, status)
-        return JobStatus(job_id, status, progress=progress, error=data)
-    return JobStatus(job_id, status, progress=progress)
+    if status not in TERMINAL:
+        return JobStatus(job_id, status, progress=progress)
+    status = FAILED if status == COMPLETED else status  # COMPLETED with an error, or with nothing
+    error = body.get("error")
+    if failed:
+        data = error_from_text(str(output.get("error") or ""), output)  # type: ignore[union-attr]
+    elif isinstance(error, dict) and error.get("error"):
+        data = error
+    elif isinstance(error, str) and error:
+        data = error_from_text(error, output)
+    elif body.get("status") == COMPLETED:
+        data = OutputFailed(f"Job {job_id} completed without a response.").to_dict()
+    else:
+        data = default_error(job_id, status)
+    return JobStatus(job_id, status, progress=progress, error=data)
 

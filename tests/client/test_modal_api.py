@@ -168,3 +168,25 @@ def test_a_video_on_the_outputs_volume_needs_a_modal_token(tmp_path: Path, monke
         with pytest.raises(OutputFailed, match="inside the Modal container, not on the outputs Volume"):
             client.save({"video_path": "/tmp/elsewhere.mp4"}, tmp_path / "v.mp4")
     assert not (tmp_path / "v.mp4").exists()
+
+
+@pytest.mark.parametrize(("answer", "status", "code"), [
+    ({"status": "IN_QUEUE", "progress": None}, "IN_QUEUE", None),
+    ({"status": "COMPLETED", "output": {"video_path": "/outputs/fc-1.mp4"}}, "COMPLETED", None),
+    ({"status": "FAILED", "output": {"error": "too long", "error_code": "too_long", "retryable": False}},
+     "FAILED", "too_long"),
+    ({"status": "CANCELLED", "output": {"error": "stopped", "error_code": "cancelled"}}, "CANCELLED", "cancelled"),
+    ({"status": "CANCELLED"}, "CANCELLED", "cancelled"),
+    ({"status": "COMPLETED", "output": {"error": "bad", "error_code": "invalid_request"}}, "FAILED",
+     "invalid_request"),
+    ({"status": "COMPLETED"}, "FAILED", "output_failed"),
+    ({"status": "FAILED", "error": "boom"}, "FAILED", "job_failed"),
+    ({"status": "TIMED_OUT"}, "TIMED_OUT", "timeout"),
+])
+def test_status_answers(answer: dict, status: str, code: str | None) -> None:
+    with StubServer() as stub:
+        stub.on("GET", "/jobs/fc-1", (200, {"id": "fc-1", **answer}))
+        with connect(f"modal:{stub.url}") as client:
+            job = client.status("fc-1")
+    assert job.status == status and (job.error or {}).get("error_code") == code
+    assert (job.exception() is None) == (code is None)
