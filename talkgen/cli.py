@@ -1,4 +1,4 @@
-"""The ``talkgen`` command: generate, validate, plugins, models.
+"""The ``talkgen`` command: generate, validate, plugins, models, doctor, k8s, submit/status/result/cancel.
 
 Exit codes: 0 success, 2 bad input (the request or its media), 1 any other failure.
 """
@@ -344,10 +344,12 @@ def _run_secondary(service, req) -> None:  # type: ignore[no-untyped-def]
 
 def _add_subcommands() -> None:
     from talkgen.cli_models import models
+    from talkgen.client.command import cancel, result, status, submit
     from talkgen.doctor.command import doctor
+    from talkgen.k8s.command import k8s
 
-    main.add_command(models)
-    main.add_command(doctor)
+    for command in (models, doctor, k8s, submit, status, result, cancel):
+        main.add_command(command)
 
 
 _add_subcommands()
