@@ -9,28 +9,24 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from talkgen.errors import InternalError, InvalidRequest, TalkgenError, shown
+from talkgen.cli_support import INPUT_ERROR_CODES, fail, load_request, printable, reported_errors
+from talkgen.errors import InvalidRequest
 
-INPUT_ERROR_CODES = frozenset({
-    "invalid_request", "missing_media", "conflicting_media", "unsupported_media", "media_unreadable",
-    "media_too_large", "forbidden_source", "too_long",
-})
+# The names this module had before `talkgen.cli_support` (plugins and tests import them from here).
+_fail, _load_request, _printable, _reported_errors = fail, load_request, printable, reported_errors
+__all__ = ["INPUT_ERROR_CODES", "main"]
+
 _FLAG_FIELDS = {  # CLI flag -> (path field, url field, base64 field)
     "image": ("image_path", "image_url", "image_base64"),
     "video": ("video_path", "video_url", "video_base64"),
     "audio": ("wav_path", "wav_url", "wav_base64"),
     "audio2": ("wav_path_2", "wav_url_2", "wav_base64_2"),
 }
-
-
-CHUNK = 1 << 20
 
 
 def _media_field(flag: str, value: str) -> tuple[str, str]:
@@ -47,23 +43,6 @@ def _local(value: str, flag: str, field: str) -> str:
     if "\x00" in value:
         raise InvalidRequest(f"{flag} contains a NUL character, which no path may hold: remove it.", field=field)
     return str(Path(value).expanduser().resolve())
-
-
-def _printable(text: str) -> str:
-    """Text any terminal encoding can take (lone surrogates and the like escaped)."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _fail(exc: TalkgenError, as_json: bool) -> NoReturn:
-    """Report one error; the local user is this machine's operator, so the private detail is shown too."""
-    if as_json:
-        click.echo(json.dumps(exc.to_dict()))
-    else:
-        where = f" [{exc.field}]" if exc.field else ""
-        click.echo(_printable(f"error ({exc.code}{where}): {exc.message}"), err=True)
-        if exc.private:
-            click.echo(_printable(f"  detail: {exc.private}"), err=True)
-    sys.exit(2 if exc.code in INPUT_ERROR_CODES else 1)
 
 
 class _NoTraceback(logging.Formatter):
@@ -96,79 +75,6 @@ def _setup_logging() -> None:
     root.addHandler(handler)
     if debug:
         logging.getLogger("talkgen").setLevel(logging.INFO)
-
-
-@contextmanager
-def _reported_errors(as_json: bool) -> Iterator[None]:
-    """Turn failures into one clear line and the exit code; a bug shows its traceback only on request."""
-    try:
-        yield
-    except TalkgenError as exc:
-        _fail(exc, as_json)
-    except Exception as exc:
-        if os.environ.get("TALKGEN_DEBUG"):
-            raise
-        _fail(InternalError(f"{type(exc).__name__}: {str(exc)[:300]} (a bug in talkgen or a plugin; set "
-                            "TALKGEN_DEBUG=1 for the traceback)"), as_json)
-
-
-def _request_limit() -> int:
-    """The largest request file: room for four base64 inputs at TALKGEN_MAX_BASE64_MB, plus 1 MB."""
-    from talkgen.settings import load_settings
-
-    return 4 * (load_settings().max_base64_bytes * 4 // 3 + 4) + CHUNK
-
-
-def _read_request_bytes(request_file: str, limit: int) -> bytes:
-    """The request file's bytes (``-``: stdin), read in chunks up to ``limit``."""
-    if request_file == "-":
-        stream = getattr(sys.stdin, "buffer", None)
-        if stream is None or stream.closed:
-            raise InvalidRequest("--request - reads the request from stdin, but stdin is closed: pipe the JSON "
-                                 "in, or give a file.", field="request")
-        return _read_capped(stream, "stdin", limit)
-    with open(request_file, "rb") as fh:
-        return _read_capped(fh, shown(request_file), limit)
-
-
-def _read_capped(stream: Any, name: str, limit: int) -> bytes:
-    data = bytearray()
-    while chunk := stream.read(CHUNK):
-        data += chunk
-        if len(data) > limit:
-            raise InvalidRequest(f"The request in {name} is larger than {limit // 1_000_000} MB: send large media "
-                                 "as paths or URLs, not base64.", field="request")
-    return bytes(data)
-
-
-def _load_request(request_file: str | None) -> dict[str, Any]:
-    if not request_file:
-        return {}
-    where = "stdin" if request_file == "-" else shown(request_file)
-    raw = b""
-    try:
-        raw = _read_request_bytes(request_file, _request_limit())
-        data = json.loads(raw.decode("utf-8-sig"))
-    except OSError as exc:
-        raise InvalidRequest(f"Cannot read the request file {where}: {exc.strerror or exc}.", field="request") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"The request in {where} is not UTF-8 text (byte {exc.start}): save it as UTF-8 "
-                             "JSON.", field="request") from None
-    except json.JSONDecodeError as exc:
-        problem = "it is empty" if not raw.strip() else f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        raise InvalidRequest(f"The request in {where} is not valid JSON: {problem}.", field="request") from None
-    except RecursionError:
-        raise InvalidRequest(f"The request in {where} is nested too deeply to be a request.",
-                             field="request") from None
-    except ValueError as exc:  # a NUL byte in the file name
-        raise InvalidRequest(f"Cannot read the request file {where}: {exc}.", field="request") from None
-    # Accept the RunPod envelope {"input": {...}} as well as a bare request.
-    if isinstance(data, dict) and set(data) == {"input"}:
-        data = data["input"]
-    if not isinstance(data, dict):
-        raise InvalidRequest(f"The request in {where} must be a JSON object, got {type(data).__name__}.",
-                             field="request")
-    return data
 
 
 def _json_flag(flag: str, value: str) -> object:
@@ -245,8 +151,8 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def generate(request_file: str | None, output: str | None, as_json: bool, **flags: Any) -> None:
     """Generate a talking video."""
-    with _reported_errors(as_json):
-        request = _load_request(request_file)
+    with reported_errors(as_json):
+        request = load_request(request_file)
         for flag in _FLAG_FIELDS:
             value = flags.pop(flag)
             if value:
@@ -296,11 +202,11 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
 @click.option("--json", "as_json", is_flag=True)
 def validate(request_file: str, as_json: bool) -> None:
     """Check a request file (fetches nothing)."""
-    with _reported_errors(as_json):
+    with reported_errors(as_json):
         from talkgen.request import TalkRequest
         from talkgen.service import TalkGen
 
-        request = _load_request(request_file)
+        request = load_request(request_file)
         TalkRequest.parse(request)  # before its paths are resolved for the settings
         req = TalkGen(_trusted_settings(request)).validate(request)
     refs = {role: ref.field for role, ref in req.media_refs().items()}

@@ -25,9 +25,9 @@ def _default_dir() -> Path:
 @click.option("--fp8", is_flag=True, help="Also write the DiT and adapters as fp8 e4m3fn `_scaled` files.")
 def tiny(directory: Path, seed: int, fp8: bool) -> None:
     """Write the tiny preset (random weights, real layout) to DIRECTORY: for CPU demos and tests."""
-    from talkgen.cli import _reported_errors
+    from talkgen.cli_support import reported_errors
 
-    with _reported_errors(False):
+    with reported_errors(False):
         from talkgen.engines.native.weights.tiny import write_tiny
         from talkgen.engines.native.weights.tiny_fp8 import write_tiny_fp8
 
@@ -51,9 +51,9 @@ def tiny(directory: Path, seed: int, fp8: bool) -> None:
 def download(name: str, directory: Path | None, skip_optional: bool, skip: tuple[str, ...], endpoint: str | None,
              token: str | None) -> None:
     """Download and verify a model set (resumable: rerun after an interruption)."""
-    from talkgen.cli import _reported_errors
+    from talkgen.cli_support import reported_errors
 
-    with _reported_errors(False):
+    with reported_errors(False):
         from talkgen.engines.native.weights.download import download as run_download
 
         run_download(name, directory or _default_dir(), endpoint=endpoint, token=token,
@@ -66,9 +66,9 @@ def download(name: str, directory: Path | None, skip_optional: bool, skip: tuple
 @click.option("--skip", "skip", multiple=True, metavar="GROUP", help="A group left out at download (may be missing).")
 def verify(name: str, directory: Path | None, skip: tuple[str, ...]) -> None:
     """Re-hash every file of a model set; exit 1 listing what is missing or corrupt."""
-    from talkgen.cli import _reported_errors
+    from talkgen.cli_support import reported_errors
 
-    with _reported_errors(False):
+    with reported_errors(False):
         from talkgen.engines.native.weights.download import verify as run_verify
 
         problems = run_verify(name, directory or _default_dir(), skip)

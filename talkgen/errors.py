@@ -192,6 +192,12 @@ class InvalidConfig(_CodedError):
     code = "invalid_config"
 
 
+class JobFailed(_CodedError):
+    """A platform reported a job failed with only a message, no talkgen code (`talkgen.client`)."""
+
+    code = "job_failed"
+
+
 class InternalError(_CodedError):
     code = "internal_error"
     default_retryable = True
@@ -203,7 +209,7 @@ ERROR_CODES: dict[str, type[_CodedError]] = {
         InvalidRequest, MissingMedia, ConflictingMedia, UnsupportedMedia, MediaUnreadable, MediaTooLarge,
         ForbiddenSource, FetchFailed, TooLong, EngineUnavailable, EngineFailed, OutOfMemory, GpuFailed,
         GpuUnavailable, OutputFailed,
-        Timeout, Cancelled, InvalidConfig, InternalError,
+        Timeout, Cancelled, InvalidConfig, JobFailed, InternalError,
     )
 }
 """Every stable error code and its class; the README's error table is checked against this."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from talkgen.cli import _load_request, _printable, _reported_errors
+from talkgen.cli_support import load_request, printable, reported_errors
 from talkgen.client.client import DEFAULT_POLL_S, Client, connect
 from talkgen.client.status import JobStatus
 from talkgen.client.target import TARGET_ENV
@@ -78,7 +78,7 @@ def _describe(job: JobStatus) -> str:
             text += f": {str(job.progress['message'])[:50]}"
     if job.error and job.done:
         text += f" ({job.error.get('error_code')}: {job.error.get('error')})"
-    return _printable(text)
+    return printable(text)
 
 
 def _finish(client: Client, job_id: str, timeout: float | None, output: str | None, as_json: bool,
@@ -102,7 +102,7 @@ def _finish(client: Client, job_id: str, timeout: float | None, output: str | No
                                **({"saved": str(saved)} if saved else {})}))
         return
     where = saved or shown.get("video_url") or shown.get("video_path") or "inline (use -o FILE to save it)"
-    click.echo(_printable(f"{job_id}: COMPLETED, video {where}: {shown.get('frames')} frames, "
+    click.echo(printable(f"{job_id}: COMPLETED, video {where}: {shown.get('frames')} frames, "
                           f"{shown.get('width')}x{shown.get('height')}, {shown.get('duration')} s, "
                           f"seed {shown.get('seed')}"))
 
@@ -120,8 +120,8 @@ def _finish(client: Client, job_id: str, timeout: float | None, output: str | No
 def submit(request_file: str, target: str | None, options: tuple[str, ...], wait_: bool, timeout: float | None,
            output: str | None, poll_s: float, no_validate: bool, as_json: bool) -> None:
     """Send a request (JSON file, or - for stdin) to a deployed talkgen; print the job id."""
-    with _reported_errors(as_json):
-        request = _load_request(request_file)
+    with reported_errors(as_json):
+        request = load_request(request_file)
         with _client(target, options) as client:
             job_id = client.submit(request, validate=not no_validate)
             if not wait_:
@@ -139,7 +139,7 @@ def submit(request_file: str, target: str | None, options: tuple[str, ...], wait
 @_json
 def status(job_id: str, target: str | None, options: tuple[str, ...], as_json: bool) -> None:
     """Show a job's state and progress."""
-    with _reported_errors(as_json), _client(target, options) as client:
+    with reported_errors(as_json), _client(target, options) as client:
         job = client.status(job_id)
     if as_json:
         body = job.to_dict()
@@ -161,7 +161,7 @@ def status(job_id: str, target: str | None, options: tuple[str, ...], as_json: b
 def result(job_id: str, target: str | None, options: tuple[str, ...], timeout: float | None, output: str | None,
            poll_s: float, as_json: bool) -> None:
     """Wait for a job and print its response (save the video with -o)."""
-    with _reported_errors(as_json), _client(target, options) as client:
+    with reported_errors(as_json), _client(target, options) as client:
         _finish(client, job_id, timeout, output, as_json, poll_s)
 
 
@@ -172,7 +172,7 @@ def result(job_id: str, target: str | None, options: tuple[str, ...], timeout: f
 @_json
 def cancel(job_id: str, target: str | None, options: tuple[str, ...], as_json: bool) -> None:
     """Ask the platform to stop a job."""
-    with _reported_errors(as_json), _client(target, options) as client:
+    with reported_errors(as_json), _client(target, options) as client:
         job = client.cancel(job_id)
     click.echo(json.dumps(job.to_dict()) if as_json else _describe(job))
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from talkgen.errors import ERROR_CODES, Cancelled, InternalError, TalkgenError, Timeout
+from talkgen.errors import ERROR_CODES, Cancelled, InternalError, JobFailed, TalkgenError, Timeout
 
 IN_QUEUE = "IN_QUEUE"
 IN_PROGRESS = "IN_PROGRESS"
@@ -17,7 +17,7 @@ TIMED_OUT = "TIMED_OUT"
 STATUSES = (IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT)
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED, TIMED_OUT})
 
-JOB_FAILED = "job_failed"
+JOB_FAILED = JobFailed.code
 """The code of a failure the platform reported without a talkgen code (only a message)."""
 
 

@@ -77,9 +77,9 @@ def _emit(text: str, out_file: str | None) -> None:
 @click.option("-o", "out_file", metavar="FILE", help="Write the YAML here instead of stdout.")
 def render(out_file: str | None, **flags: Any) -> None:
     """Print the Indexed Job that runs a JSONL of requests over GPUs (validated; kubectl apply -f it)."""
-    from talkgen.cli import _reported_errors
+    from talkgen.cli_support import reported_errors
 
-    with _reported_errors(False):
+    with reported_errors(False):
         from talkgen.k8s.render import render_job, to_yaml
 
         text = to_yaml(render_job(_render_options(flags)))
@@ -95,9 +95,9 @@ def render(out_file: str | None, **flags: Any) -> None:
 @click.option("-o", "out_file", metavar="FILE", help="Write the YAML here instead of stdout.")
 def render_download(out_file: str | None, **flags: Any) -> None:
     """Print a one-off Job that fills the weights PVC (download, then verify every file)."""
-    from talkgen.cli import _reported_errors
+    from talkgen.cli_support import reported_errors
 
-    with _reported_errors(False):
+    with reported_errors(False):
         from talkgen.k8s.options import DownloadOptions
         from talkgen.k8s.render import render_download_job, to_yaml
 
@@ -140,9 +140,9 @@ def check_manifests(docs: list[Any]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def validate(manifest_file: str, as_json: bool) -> None:
     """Check a YAML file offline: strict Kubernetes 1.37 schema + talkgen's semantic checks (every document)."""
-    from talkgen.cli import _reported_errors
+    from talkgen.cli_support import reported_errors
 
-    with _reported_errors(as_json):
+    with reported_errors(as_json):
         names = check_manifests(load_manifests(manifest_file))
     if as_json:
         click.echo(json.dumps({"valid": True, "resources": names}))
@@ -155,9 +155,9 @@ def validate(manifest_file: str, as_json: bool) -> None:
 @click.option("-f", "--filename", help="Submit the Job(s) in this YAML file instead of rendering one.")
 def submit(filename: str | None, context: str | None, as_json: bool, **flags: Any) -> None:
     """Create the batch Job in the cluster of the current kubeconfig (rendered from the flags, or -f FILE)."""
-    from talkgen.cli import _reported_errors
+    from talkgen.cli_support import reported_errors
 
-    with _reported_errors(as_json):
+    with reported_errors(as_json):
         from talkgen.errors import InvalidRequest
         from talkgen.k8s import jobs
         from talkgen.k8s.render import render_job
@@ -233,9 +233,9 @@ def _status_lines(state: Any) -> list[str]:
 @_flags(_CLUSTER_FLAGS)
 def status(name: str, namespace: str | None, no_records: bool, context: str | None, as_json: bool) -> None:
     """A batch Job's completed/failed indexes and each request's status (from its status JSON)."""
-    from talkgen.cli import _reported_errors
+    from talkgen.cli_support import reported_errors
 
-    with _reported_errors(as_json):
+    with reported_errors(as_json):
         from talkgen.k8s import jobs
 
         api = jobs.load_api_client(context)
@@ -256,9 +256,9 @@ def status(name: str, namespace: str | None, no_records: bool, context: str | No
 @_flags(_CLUSTER_FLAGS)
 def delete(name: str, namespace: str | None, context: str | None, as_json: bool) -> None:
     """Delete a batch Job and its pods (outputs and status JSONs stay)."""
-    from talkgen.cli import _reported_errors
+    from talkgen.cli_support import reported_errors
 
-    with _reported_errors(as_json):
+    with reported_errors(as_json):
         from talkgen.k8s import jobs
 
         api = jobs.load_api_client(context)
