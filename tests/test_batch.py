@@ -97,7 +97,7 @@ class _Service:
         self.outcome = outcome
         self.calls: list[dict[str, Any]] = []
 
-    def generate(self, request, *, output=None, job_id=None, progress=None):  # type: ignore[no-untyped-def]
+    def generate(self, request, *, output=None, job_id=None, progress=None, cancel=None):  # type: ignore[no-untyped-def]
         self.calls.append({"request": request, "output": output, "job_id": job_id})
         if isinstance(self.outcome, BaseException):
             raise self.outcome

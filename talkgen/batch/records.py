@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,11 +55,13 @@ def is_final(record: dict[str, Any] | None) -> bool:
 
 
 def run_item(item: BatchItem, service: TalkGen, output_prefix: str, progress: ProgressCallback | None = None,
-             *, write: bool = True) -> dict[str, Any]:
+             *, write: bool = True, cancel: threading.Event | None = None) -> dict[str, Any]:
     """Run one item into ``output_prefix/<key>.mp4`` and return its record, written to ``<key>.json`` unless
     ``write`` is false. Never raises: a `TalkgenError` is a failed record with its dict, a bug an
     ``internal_error`` (retryable). The service's job id is the key, so with window checkpoints on shared
-    storage a rerun continues the video where the last attempt stopped.
+    storage a rerun continues the video where the last attempt stopped. The prefix decides where the video
+    goes: a request's own ``output_url`` / ``network_volume`` are not used. ``cancel`` stops the job at its
+    next step (as `TalkGen.generate` takes it).
 
     A job cancelled because the worker is stopping (SIGTERM) writes no record: its next attempt does.
     """
@@ -68,7 +71,7 @@ def run_item(item: BatchItem, service: TalkGen, output_prefix: str, progress: Pr
     else:
         try:
             result = service.generate(item.request, output=video_url(output_prefix, item.key), job_id=item.key,
-                                      progress=progress)
+                                      progress=progress, cancel=cancel)
             record = make_record(item, result.to_response(), succeeded=True)
         except Cancelled as exc:
             return make_record(item, exc.to_dict(), succeeded=False)

@@ -6,10 +6,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from talkgen.batch.storage import options_for
 from talkgen.errors import InvalidConfig, InvalidRequest, TalkgenError, shown
+
+if TYPE_CHECKING:
+    from talkgen.settings import Settings
 
 CHUNK = 1 << 20
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -27,12 +30,12 @@ class BatchItem:
     error: TalkgenError | None
 
 
-def line_limit() -> int:
+def line_limit(settings: Settings | None = None) -> int:
     """The longest line a batch may hold: a request with four base64 inputs at TALKGEN_MAX_BASE64_MB, plus 1 MB
     (as ``talkgen generate --request`` allows)."""
     from talkgen.settings import load_settings
 
-    return 4 * (load_settings().max_base64_bytes * 4 // 3 + 4) + CHUNK
+    return 4 * ((settings or load_settings()).max_base64_bytes * 4 // 3 + 4) + CHUNK
 
 
 def read_requests(url: str, storage_options: dict[str, Any] | None = None, *,

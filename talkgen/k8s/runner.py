@@ -132,7 +132,9 @@ def _run_items(items: list[BatchItem], service: TalkGen, output: str, report: Sh
             say(f"[shard {report.index}/{report.count}] stopping: {len(items) - done} requests left for a retry")
             return
         label = f"[shard {report.index}/{report.count}] line {item.line} {item.key}"
+        looked = time.perf_counter()
         previous = _previous_record(output, item.key, options, say, label)
+        record_s = time.perf_counter() - looked
         if is_final(previous):
             report.skipped += 1
             _count(report, previous)
@@ -141,12 +143,12 @@ def _run_items(items: list[BatchItem], service: TalkGen, output: str, report: Sh
         if item.request is not None and not warm:
             warm = _warm_up(service, item.request)
         started = time.perf_counter()
-        record = run_item(item, service, output, write=False)
-        seconds = time.perf_counter() - started
+        record = run_item(item, service, output, write=False, cancel=stopping)  # a SIGTERM at any time stops it
+        ran = time.perf_counter()
         response = record["response"]
         if record["status"] == "failed" and response.get("error_code") == "cancelled" and stopping.is_set():
             report.stopped = True
-            say(f"{label}: stopped by SIGTERM after {seconds:.1f} s; its checkpoint stays for the retry")
+            say(f"{label}: stopped by SIGTERM after {ran - started:.1f} s; its checkpoint stays for the retry")
             return
         if record["status"] == "failed" and response.get("error_code") in WORKER_CODES:
             raise _Stop(_error_of(response), EXIT_CONFIG if not response.get("retryable") else EXIT_RETRYABLE)
@@ -154,9 +156,12 @@ def _run_items(items: list[BatchItem], service: TalkGen, output: str, report: Sh
             write_record(output, record, options)
         except OutputFailed as exc:
             record = {**record, "status": "failed", "response": exc.to_dict()}
+        record_s += time.perf_counter() - ran
+        seconds = ran - started + record_s  # the warm-up (before the first request) left out
         _count(report, record)
         report.results.append({"key": item.key, "line": item.line, "status": record["status"],
-                               "seconds": round(seconds, 3), "timings": response.get("timings", {}),
+                               "seconds": round(seconds, 3), "record_s": round(record_s, 4),
+                               "timings": response.get("timings", {}),
                                "error_code": record["response"].get("error_code")})
         say(f"{label}: {_described(record, seconds)}")
 
