@@ -32,7 +32,7 @@ class _ConfigExit(click.Command):
             raise
 
 
-_EPILOG = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
+_EPILOG = "\b\nExit codes:\n" + "\n".join(f"  {code:>2}  {meaning}" for code, meaning in EXIT_CODES.items())
 
 
 @click.command("run", cls=_ConfigExit, epilog=_EPILOG)
