@@ -34,6 +34,7 @@ from talkgen.batch import (
 )
 from talkgen.batch.storage import joined
 from talkgen.errors import InternalError, InvalidConfig, OutputFailed, TalkgenError, shown
+from talkgen.progress import ProgressEvent
 
 if TYPE_CHECKING:
     from talkgen.service import TalkGen
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 WORKER_CODES = frozenset({"invalid_config", "engine_unavailable", "gpu_unavailable"})
 """Errors that say the worker, not the request, is wrong: never written as a request's record."""
 CHECKPOINTS = ".checkpoints"
+PROGRESS_EVERY_S = 30.0
 
 
 @dataclass
@@ -143,7 +145,8 @@ def _run_items(items: list[BatchItem], service: TalkGen, output: str, report: Sh
         if item.request is not None and not warm:
             warm = _warm_up(service, item.request)
         started = time.perf_counter()
-        record = run_item(item, service, output, write=False, cancel=stopping)  # a SIGTERM at any time stops it
+        record = run_item(item, service, output, _Progress(label, say), write=False,
+                          cancel=stopping)  # a SIGTERM at any time stops it
         ran = time.perf_counter()
         response = record["response"]
         if record["status"] == "failed" and response.get("error_code") == "cancelled" and stopping.is_set():
@@ -164,6 +167,19 @@ def _run_items(items: list[BatchItem], service: TalkGen, output: str, report: Sh
                                "timings": response.get("timings", {}),
                                "error_code": record["response"].get("error_code")})
         say(f"{label}: {_described(record, seconds)}")
+
+
+class _Progress:
+    """A pod-log line for a long request: at most one every `PROGRESS_EVERY_S` seconds."""
+
+    def __init__(self, label: str, say: Callable[[str], None]) -> None:
+        self.label, self.say, self.last = label, say, time.monotonic()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            self.say(f"{self.label}: {event.percent}% {event.stage} {event.message}".rstrip())
 
 
 def _warm_up(service: TalkGen, request: dict[str, Any]) -> bool:

@@ -59,3 +59,16 @@ def test_sigterm_between_requests_stops_the_shard(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r0.json", "r0.mp4"]
     assert any("stopping: 2 requests left" in line for line in lines)
     assert signal.getsignal(signal.SIGTERM) == before  # the runner put the previous handler back
+
+
+def test_long_requests_log_progress_now_and_then(monkeypatch):
+    import talkgen.k8s.runner as runner
+    from talkgen.progress import ProgressEvent
+
+    lines: list[str] = []
+    progress = runner._Progress("[shard 0/1] line 1 k", lines.append)
+    progress(ProgressEvent("k", "generate", 0.5, "window 2/4"))
+    assert lines == []  # not yet: at most one line per PROGRESS_EVERY_S
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.0)
+    progress(ProgressEvent("k", "generate", 0.5, "window 2/4"))
+    assert lines == ["[shard 0/1] line 1 k: 53% generate window 2/4"]
