@@ -85,6 +85,10 @@ class TalkRequest(BaseModel):
         None, description="Two [x0, y0, x1, y1] pixel boxes in the input; default left and right halves."
     )
     max_duration: float | None = Field(None, gt=0, description="Cap on the video length in seconds.")
+    separate_vocals: bool = Field(
+        True, description="Separate the speech from music and noise before lip-sync (as the seed does); the "
+        "video's soundtrack stays the original audio. false skips it."
+    )
     resolution: Literal["480p", "720p"] | None = Field(
         None, description="Size preset instead of width/height; aspect ratio taken from the input."
     )

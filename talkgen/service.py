@@ -207,9 +207,19 @@ class TalkGen:
         audio_media = [media[r.name] for r in mode.audio_roles]
         # Decode no further than needed: the caller's cap, or just past the server's (to detect "too long").
         limit = min(max_seconds or math.inf, self.settings.max_duration_s + 1.0)
+        separate = None
+        if req.separate_vocals:  # before any engine sees the audio: every engine conditions on the same tracks
+            from talkgen.separation import speech_separator
+
+            def separating(fraction: float) -> None:
+                if progress is not None:  # within "prepare", below the 1.0 reported once the job is ready
+                    progress(ProgressEvent(job_id, "prepare", 0.9 * fraction, "separating vocals"))
+
+            separate = speech_separator(self.settings, progress=separating, cancel=cancel,
+                                        speakers=len(audio_media))
         audio = prepare_audio(
             [m.path for m in audio_media], req.resolved_audio_type, workdir / "audio", frames_for, fps,
-            fields=[m.source for m in audio_media], decode_limit_s=limit,
+            fields=[m.source for m in audio_media], decode_limit_s=limit, separate=separate,
         )
         boxes = req.speaker_boxes
         w, h = visual.width, visual.height
@@ -224,7 +234,7 @@ class TalkGen:
             id=job_id, request=req, mode=mode, settings=self.settings, workdir=workdir, media=media,
             visual=visual, audio=audio, width=width, height=height, fps=fps,
             seed=req.seed if req.seed is not None else random.randrange(2**32), speaker_boxes=boxes,
-            on_progress=progress, cancel=cancel,
+            on_progress=progress, cancel=cancel, params={"separate_vocals": audio.separated},
         )
 
     def _in_turn(self, engine_name: str, job: Job, timings: dict[str, float], report: Callable[..., None]) -> Path:

@@ -216,6 +216,15 @@ class Settings(BaseSettings):
     native_loras: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="LoRA files fused into the DiT, each `path` or `path@strength`."
     )
+    # vocal separation (both engines: runs while the job's audio is prepared)
+    separation_model: Path | None = Field(
+        None, description="MelBand-RoFormer vocal separator file (default: <models dir>/MelBandRoFormer/"
+        "MelBandRoformer_fp16.safetensors, where `talkgen models download` puts it)."
+    )
+    separation_device: str = Field(
+        "auto", description="torch device of the vocal separator: auto (the native engine's device, else cuda if "
+        "present, else cpu), cpu, cuda, cuda:N."
+    )
     # ComfyUI engine
     comfyui_url: str = Field("http://127.0.0.1:8188", description="ComfyUI server the `comfyui` engine drives.")
     comfyui_flavour: Literal["auto", "native", "wrapper"] = Field(

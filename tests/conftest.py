@@ -26,6 +26,26 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_separator(tmp_path_factory: pytest.TempPathFactory):
+    """Requests separate vocals by default: every job of the session (and its subprocesses) uses the tiny
+    preset's separator (random weights that pass speech through, slightly changed) through
+    TALKGEN_SEPARATION_MODEL, unless the shell names one. Without torch/bs-roformer nothing is set, and
+    jobs that separate fail with `engine_unavailable`."""
+    import importlib.util
+
+    if os.environ.get("TALKGEN_SEPARATION_MODEL") or importlib.util.find_spec("bs_roformer") is None:
+        yield None
+        return
+    from talkgen.engines.native.weights.tiny_separator import write_tiny_separator
+    from talkgen.separation.config import SEPARATOR_FILE
+
+    path = write_tiny_separator(tmp_path_factory.mktemp("tiny-separator") / SEPARATOR_FILE, seed=0)
+    os.environ["TALKGEN_SEPARATION_MODEL"] = str(path)
+    yield path
+    os.environ.pop("TALKGEN_SEPARATION_MODEL", None)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plugins():
     """Each test sees built-ins plus installed plugins, freshly loaded."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import wave
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -57,22 +58,27 @@ def _reblock(chunks: Iterable[np.ndarray], block: int) -> Iterator[np.ndarray]:
 
 
 def _decoded(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, rate: int,
-             path: Path, field_name: str | None) -> Iterator[np.ndarray]:
-    """Mono float32 chunks at ``rate`` (channel mean, like librosa), trimmed to the container's stated end."""
-    resampler = av.AudioResampler(format="fltp", rate=rate)
+             path: Path, field_name: str | None, channels: int | None = None) -> Iterator[np.ndarray]:
+    """Float32 chunks at ``rate``, trimmed to the container's stated end: mono 1-D arrays (channel mean, like
+    librosa) by default, ``(channels, n)`` arrays (1 or 2: mono, stereo, down- or up-mixed) when asked."""
+    if channels is None:
+        resampler = av.AudioResampler(format="fltp", rate=rate)
+    else:
+        resampler = av.AudioResampler(format="fltp", layout="stereo" if channels == 2 else "mono", rate=rate)
     end = stream_end_seconds(container, stream)
     limit: int | None = None
     emitted = 0
 
-    def mono(frames: list[av.AudioFrame]) -> Iterator[np.ndarray]:
+    def converted(frames: list[av.AudioFrame]) -> Iterator[np.ndarray]:
         nonlocal emitted
         for out in frames:
-            arr = out.to_ndarray()
-            samples = arr[0] if arr.shape[0] == 1 else arr.mean(axis=0)
+            samples = out.to_ndarray()
+            if channels is None:  # mono: the channel mean
+                samples = samples[0] if samples.shape[0] == 1 else samples.mean(axis=0)
             if limit is not None:
-                samples = samples[: max(0, limit - emitted)]
-            emitted += len(samples)
-            if len(samples):
+                samples = samples[..., : max(0, limit - emitted)]
+            emitted += samples.shape[-1]
+            if samples.shape[-1]:
                 yield samples.astype(np.float32, copy=False)
 
     try:
@@ -80,8 +86,8 @@ def _decoded(container: av.container.InputContainer, stream: av.audio.stream.Aud
             for frame in packet.decode():
                 if limit is None and end is not None and frame.pts is not None and frame.time_base:
                     limit = max(0, round((end - float(frame.pts * frame.time_base)) * rate))
-                yield from mono(resampler.resample(frame))
-        yield from mono(resampler.resample(None))
+                yield from converted(resampler.resample(frame))
+        yield from converted(resampler.resample(None))
     except av.FFmpegError as exc:
         raise MediaUnreadable(
             f"The audio in {media_label(path, field_name)} cannot be decoded ({exc}): send a complete, valid "
@@ -90,10 +96,7 @@ def _decoded(container: av.container.InputContainer, stream: av.audio.stream.Aud
         ) from None
 
 
-def iter_audio(
-    path: Path, rate: int, block: int = BLOCK, *, field: str | None = None
-) -> Iterator[np.ndarray]:
-    """Stream any container's first audio stream as mono float32 blocks of ``block`` samples at ``rate``."""
+def _audio_blocks(path: Path, rate: int, field: str | None, channels: int | None) -> Iterator[np.ndarray]:
     path = Path(path)
     kind, mime = sniff(path)
     if kind == "image":
@@ -110,9 +113,32 @@ def iter_audio(
                 "or a video with sound.",
                 field=field,
             )
-        yield from _reblock(_decoded(container, container.streams.audio[0], rate, path, field), block)
+        yield from _decoded(container, container.streams.audio[0], rate, path, field, channels)
     finally:
         container.close()
+
+
+def iter_audio(
+    path: Path, rate: int, block: int = BLOCK, *, field: str | None = None
+) -> Iterator[np.ndarray]:
+    """Stream any container's first audio stream as mono float32 blocks of ``block`` samples at ``rate``."""
+    yield from _reblock(_audio_blocks(path, rate, field, None), block)
+
+
+def iter_audio_channels(path: Path, rate: int, channels: int, max_seconds: float | None = None, *,
+                        field: str | None = None) -> Iterator[np.ndarray]:
+    """The first audio stream as ``(channels, n)`` float32 blocks at ``rate`` (as decoded: sizes vary), cut at
+    ``max_seconds`` where decoding stops. Same errors as `iter_audio`."""
+    limit = None if max_seconds is None else math.ceil(max_seconds * rate)
+    total = 0
+    for block in _audio_blocks(path, rate, field, channels):
+        if limit is not None:
+            block = block[:, : limit - total]
+        total += block.shape[1]
+        if block.shape[1]:
+            yield block
+        if limit is not None and total >= limit:
+            return  # closes the decoder
 
 
 def iter_audio_capped(path: Path, rate: int, max_seconds: float | None, *,
@@ -179,6 +205,33 @@ def _decode_speech(path: Path, raw: Path, field_name: str | None, max_seconds: f
     return _Speech(raw=raw, samples=total, gain=_gain(meter))
 
 
+Separate = Callable[[int, Path, str | None, float | None, Path], None]
+"""``separate(index, source, field, max_seconds, out)``: write speaker ``index``'s separated speech to ``out`` as
+raw float32 mono samples at `SAMPLE_RATE` (decoding ``source`` no further than ``max_seconds``)."""
+
+
+def _separated(separate: Separate, index: int, path: Path, field_name: str | None, max_seconds: float | None,
+               original: _Speech, raw: Path) -> _Speech:
+    """Speaker ``index``'s separated speech, cut or zero-padded to the original's length and metered for its
+    own loudness gain (the file is streamed: memory holds one block)."""
+    separate(index, path, field_name, max_seconds, raw)
+    have = raw.stat().st_size // 4 if raw.exists() else 0
+    if have > original.samples:
+        os.truncate(raw, original.samples * 4)
+    elif have < original.samples:
+        with open(raw, "ab") as out:
+            left = original.samples - have
+            while left > 0:
+                n = min(BLOCK, left)
+                out.write(np.zeros(n, np.float32).tobytes())
+                left -= n
+    meter = LoudnessMeter(SAMPLE_RATE)
+    with open(raw, "rb") as fh:
+        while chunk := fh.read(BLOCK * 4):
+            meter.add(np.frombuffer(chunk, np.float32))
+    return _Speech(raw=raw, samples=original.samples, gain=_gain(meter))
+
+
 def _check_declared(paths: list[Path], audio_type: str | None, frames_for: Callable[[float], int]) -> None:
     """Refuse audio whose headers already say it is too long, before decoding anything.
 
@@ -219,6 +272,11 @@ class PreparedAudio:
     audio_type: str | None
     natural_duration: float = 0.0
     gains: list[float] = field(default_factory=list)
+    """Loudness gain of each speaker's track (of the separated speech when ``separated``)."""
+    separated: bool = False
+    """The tracks hold separated vocals; the soundtrack is always the original audio."""
+    soundtrack_gains: list[float] = field(default_factory=list)
+    """Loudness gain of each speaker's original audio in the soundtrack."""
 
     @property
     def samples_per_frame(self) -> float:
@@ -288,6 +346,7 @@ def prepare_audio(
     fps: int = 25,
     fields: list[str] | None = None,
     decode_limit_s: float | None = None,
+    separate: Separate | None = None,
 ) -> PreparedAudio:
     """Decode, normalise and lay out one or two speakers; write ``out_dir/soundtrack.wav``.
 
@@ -297,6 +356,9 @@ def prepare_audio(
     plainly too long is refused before any decoding. Each file is decoded no further than
     ``decode_limit_s`` seconds, streamed to disk while its loudness is metered; memory holds the final
     tracks and one block, whatever the input's length.
+
+    With ``separate`` (vocal separation), each speaker's track is made from its separated speech (normalised
+    on its own loudness) while the soundtrack is still the original audio, exactly as without it.
     """
     paths = [Path(p) for p in paths]
     if len(paths) not in (1, 2):
@@ -319,6 +381,7 @@ def prepare_audio(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     speech: list[_Speech] = []
+    vocals: list[_Speech] = []
     try:
         for i, (p, n) in enumerate(zip(paths, names, strict=True)):
             speech.append(_decode_speech(p, out_dir / f"speech_{i + 1}.f32", n, decode_limit_s))
@@ -327,17 +390,23 @@ def prepare_audio(
         frames = int(frames_for(natural))
         if frames < 1:
             raise InternalError(f"frames_for({natural:.3f}) returned {frames}; it must return at least 1.")
+        if separate is not None:
+            for i, (p, n, sp) in enumerate(zip(paths, names, speech, strict=True)):
+                vocals.append(_separated(separate, i, p, n, decode_limit_s, sp, out_dir / f"vocals_{i + 1}.f32"))
         track_len = round(frames * SAMPLE_RATE / fps)
         # 'add': speaker 2 starts where speaker 1 ends; otherwise both start at 0 (zeros fill the rest).
         offsets = [0, lengths[0]] if audio_type == "add" else [0] * len(speech)
         tracks = []
-        for sp, offset in zip(speech, offsets, strict=True):
+        for sp, offset in zip(vocals or speech, offsets, strict=True):
             track = np.zeros(track_len, np.float32)
             _place(sp, track, offset)
             tracks.append(track)
     finally:
-        for sp in speech:
+        for sp in speech + vocals:
             sp.raw.unlink(missing_ok=True)
+        if separate is not None:
+            for i in range(len(paths)):
+                (out_dir / f"vocals_{i + 1}.f32").unlink(missing_ok=True)
     gains = [sp.gain for sp in speech]
 
     soundtrack = out_dir / "soundtrack.wav"
@@ -370,5 +439,7 @@ def prepare_audio(
         soundtrack=soundtrack,
         audio_type=audio_type,
         natural_duration=natural,
-        gains=gains,
+        gains=[sp.gain for sp in vocals] if vocals else gains,
+        separated=bool(vocals),
+        soundtrack_gains=gains,
     )

@@ -2,8 +2,8 @@
 
 Same folders, file names and formats as the real models (diffusers Wan folder with a sharded transformer,
 the DiT again in Wan's original layout, InfiniteTalk adapters under their original key names, wav2vec2 in
-HF layout), so the real loading code runs on CPU in seconds. The weights are random: videos show the
-pipeline working, not a face.
+HF layout, the vocal separator in the seed file's), so the real loading code runs on CPU in seconds. The
+weights are random: videos show the pipeline working, not a face.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from talkgen.engines.native.weights.layout import (
     SamplingPreset,
 )
 from talkgen.engines.native.weights.tiny_lora import write_tiny_lora
+from talkgen.engines.native.weights.tiny_separator import write_tiny_separator
+from talkgen.separation.config import SEPARATOR_FILE
 
 TINY_LORA = "loras/tiny-step-distill-rank4.safetensors"
 TINY = ModelSet(
@@ -86,6 +88,7 @@ def write_tiny(root: Path, seed: int = 0) -> Path:
             adapter = {k: v + 0.02 * torch.randn_like(v) for k, v in adapter.items()}
         save_file(adapter, str(path))
     write_tiny_lora(root / TINY_LORA, base)
+    write_tiny_separator(root / SEPARATOR_FILE, seed)
     _model_index(wan)
     TINY.save(root)
     make_readable(root)
