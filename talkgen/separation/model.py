@@ -138,7 +138,7 @@ def _load(path: Path, device: str, fix: str) -> Separator:
     def damaged(problem: str) -> EngineUnavailable:
         return EngineUnavailable(
             f"The vocal separator's weights ({path.name}) are damaged or not a MelBand-RoFormer vocal model "
-            f"({problem[:300]}): {fix} to fetch it again; {SKIP_HINT}.", retryable=False, private=str(path))
+            f"({problem[:300]}): delete it, then {fix}; {SKIP_HINT}.", retryable=False, private=str(path))
 
     try:
         with safe_open(str(path), framework="pt") as fh:
