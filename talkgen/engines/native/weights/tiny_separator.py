@@ -19,7 +19,7 @@ from talkgen.separation.config import METADATA_KEY, SeparatorConfig
 TINY_SEPARATOR = SeparatorConfig(
     model={"dim": 16, "depth": 1, "stereo": True, "num_stems": 1, "time_transformer_depth": 1,
            "freq_transformer_depth": 1, "num_bands": 8, "dim_head": 8, "heads": 2, "attn_dropout": 0.0,
-           "ff_dropout": 0.0, "flash_attn": True, "sample_rate": 44100, "stft_n_fft": 512, "stft_hop_length": 128,
+           "ff_dropout": 0.0, "flash_attn": True, "sample_rate": 44100, "stft_n_fft": 512, "stft_hop_length": 256,
            "stft_win_length": 512, "stft_normalized": False, "mask_estimator_depth": 1},
     chunk=88200,  # 2 s chunks (the real model's are 8 s): short test clips still cross chunk boundaries
 )
