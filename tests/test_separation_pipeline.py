@@ -226,3 +226,49 @@ def test_two_speakers_are_each_separated_and_cancel_stops_it(service, media_dir,
     from tests.conftest import assert_no_leftovers
 
     assert_no_leftovers(work_root)
+
+
+def test_the_comfyui_engine_uploads_the_separated_tracks(media_dir, work_root, tmp_path, settings):
+    """Separation runs before any engine: the ComfyUI engine's uploaded speech is the separated track (and the
+    plain one with `separate_vocals: false`), sample for sample."""
+    from talkgen.media.audio import prepare_audio
+    from talkgen.plan import frame_count
+    from talkgen.separation import speech_separator
+    from talkgen.service import TalkGen
+    from talkgen.settings import Settings
+    from tests.comfyui.test_engine import MODELS, SCHEMA, render
+    from tests.support.fake_comfyui import FakeComfyUI
+
+    mix = write_mix(media_dir / "mix.wav", synthetic_speech(2.0))
+    uploads = {}
+    with FakeComfyUI(SCHEMA, render=render, models=MODELS) as server:
+        service = TalkGen(Settings(engine="comfyui", comfyui_url=server.url, allowed_path_roots=[media_dir],
+                                   work_dir=work_root, comfyui_stall_s=5))
+        try:
+            for flag in (True, False):
+                result = service.generate({"image_path": str(media_dir / "face.png"), "wav_path": str(mix),
+                                           "width": 128, "height": 128, "separate_vocals": flag,
+                                           "job_id": f"sep-{str(flag).lower()}"}, output=str(tmp_path / "c.mp4"))
+                assert result.params["separate_vocals"] is flag
+                uploads[flag] = _pcm(server.inputs[f"talkgen/sep-{str(flag).lower()}/window-0-speaker-1.wav"])
+        finally:
+            service.close()
+
+    def track(separate) -> np.ndarray:  # type: ignore[no-untyped-def]
+        prepared = prepare_audio([mix], None, tmp_path / f"p{separate is None}",
+                                 lambda s: frame_count(s, 25, None), separate=separate)
+        return prepared.tracks[0]
+
+    for flag, expected in ((True, track(speech_separator(settings))), (False, track(None))):
+        got = uploads[flag]
+        want = np.zeros(len(got), np.float32)
+        want[: min(len(got), len(expected))] = expected[: len(got)]
+        np.testing.assert_array_equal(got, np.rint(np.clip(want, -1, 1) * 32767).astype("<i2"))
+    assert not np.array_equal(uploads[True], uploads[False])
+
+
+def _pcm(data: bytes) -> np.ndarray:
+    import io
+
+    with wave.open(io.BytesIO(data)) as wf:
+        return np.frombuffer(wf.readframes(wf.getnframes()), "<i2")

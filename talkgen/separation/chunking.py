@@ -73,13 +73,12 @@ def _padded(reader: _Reader, border: int) -> tuple[Iterator[np.ndarray], bool]:
 
     def gen() -> Iterator[np.ndarray]:
         yield reader.buf[:, border:0:-1].copy()
+        keep = border + 1  # the tail's reflection needs the last border + 1 samples
         while True:
-            reader.fill(reader.buf.shape[1] + 1)
+            reader.fill(2 * keep)  # pass on at least ``keep`` samples a turn: each sample is copied O(1) times
             if reader.ended:
                 break
-            keep = border + 1  # the tail's reflection needs the last border + 1 samples
-            if reader.buf.shape[1] > keep:
-                yield reader.take(reader.buf.shape[1] - keep)
+            yield reader.take(reader.buf.shape[1] - keep)
         rest = reader.take(reader.buf.shape[1])
         yield rest
         yield rest[:, -2:-border - 2:-1].copy()
