@@ -30,10 +30,12 @@ pytest: install
 test: lint pytest
 
 # The main job on the embedded default: native engine, tiny preset, bundled example portrait + speech.
-$(DEMO_MODELS)/talkgen-presets.json: | $(VENV)/.installed-$(DEMO_EXTRAS)
+# The newest file of the tiny preset's layout: a tiny dir written by an older talkgen is rewritten.
+DEMO_WEIGHTS := $(DEMO_MODELS)/MelBandRoFormer/MelBandRoformer_fp16.safetensors
+$(DEMO_WEIGHTS): | $(VENV)/.installed-$(DEMO_EXTRAS)
 	$(BIN)/talkgen models tiny $(DEMO_MODELS)
 
-demo: $(VENV)/.installed-$(DEMO_EXTRAS) $(DEMO_MODELS)/talkgen-presets.json
+demo: $(VENV)/.installed-$(DEMO_EXTRAS) $(DEMO_WEIGHTS)
 	TALKGEN_MODELS_DIR=$(DEMO_MODELS) $(BIN)/talkgen generate --engine native \
 		--image examples/portrait.png --audio examples/speech.wav --width 128 --height 128 --seed 42 \
 		-o $(DEMO_OUT)

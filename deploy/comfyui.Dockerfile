@@ -70,7 +70,7 @@ RUN pip install --no-cache-dir ${PIP_FIND_LINKS:+--find-links "$PIP_FIND_LINKS"}
         -r /opt/ComfyUI/talkgen-requirements.txt
 # The source last: a talkgen change rebuilds only the layers from here on.
 COPY . /src
-RUN pip install --no-cache-dir -c /tmp/constraints.txt "/src[comfyui,runpod,s3]" \
+RUN pip install --no-cache-dir -c /tmp/constraints.txt "/src[comfyui,separation,runpod,s3]" \
     && pip check \
     && pip freeze --exclude-editable > /opt/ComfyUI/talkgen-freeze.txt \
     && rm -rf /src
@@ -117,6 +117,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     TINI_SUBREAPER=1 \
     TALKGEN_ENGINE=comfyui \
     TALKGEN_COMFYUI_FLAVOUR=auto \
+    TALKGEN_SEPARATION_MODEL=/runpod-volume/models/comfyui/diffusion_models/MelBandRoformer_fp16.safetensors \
     TALKGEN_COMFYUI_DIR=/opt/ComfyUI \
     TALKGEN_COMFYUI_URL=http://127.0.0.1:8188 \
     TALKGEN_WARMUP=true

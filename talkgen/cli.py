@@ -144,6 +144,8 @@ def main() -> None:
 @click.option("--max-frame", type=int, help="Cut the video at this many frames (25 fps).")
 @click.option("--speaker-boxes", help='Two speakers\' boxes as JSON: "[[x0,y0,x1,y1],[x0,y0,x1,y1]]".')
 @click.option("--force-offload/--no-force-offload", default=None, help="Offload model parts between uses.")
+@click.option("--separate-vocals/--no-separate-vocals", default=None,
+              help="Separate the speech from music and noise before lip-sync (default: on).")
 @click.option("--network-volume", is_flag=True, default=None, help="Write to the network volume.")
 @click.option("--engine", help="Engine name (see `talkgen plugins`).")
 @click.option("--job-id")

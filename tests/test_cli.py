@@ -32,6 +32,18 @@ def test_generate_with_flags_writes_the_mp4(media_dir: Path, tmp_path: Path, wor
     assert_no_leftovers(work_root)
 
 
+def test_no_separate_vocals_flag_skips_the_separator(media_dir: Path, tmp_path: Path, work_root: Path) -> None:
+    args = ["generate", "--image", str(media_dir / "face.png"), "--audio", str(media_dir / "speech.wav"), "--width",
+            "128", "--height", "128", "--json"]
+    gone = str(tmp_path / "no-such-separator.safetensors")
+    needs = run([*args, "-o", "a.mp4"], tmp_path, work_root, TALKGEN_SEPARATION_MODEL=gone)
+    assert needs.returncode == 1 and json.loads(needs.stdout)["error_code"] == "engine_unavailable"
+    skipped = run([*args, "--no-separate-vocals", "-o", "b.mp4"], tmp_path, work_root, TALKGEN_SEPARATION_MODEL=gone)
+    assert skipped.returncode == 0, skipped.stderr
+    assert json.loads(skipped.stdout)["params"]["separate_vocals"] is False
+    assert decode(tmp_path / "b.mp4").count == 50
+
+
 def test_generate_from_request_file_two_speakers(media_dir: Path, tmp_path: Path, work_root: Path) -> None:
     req = tmp_path / "req.json"
     req.write_text(json.dumps({"input": {

@@ -189,3 +189,21 @@ def test_an_unwritable_network_volume_is_a_warning_not_an_error(tmp_path):
     assert not [c for c in checks(Settings(volume_dir=tmp_path / "absent")) if c.name == "network volume"]
     found = [c for c in checks(Settings(volume_dir=Path("/proc/self"))) if c.name == "network volume"]
     assert found[0].status == "warning" and "network_volume: true" in found[0].detail and found[0].fix
+
+
+def test_vocal_separator_check_finds_missing_and_truncated_files(tmp_path: Path) -> None:
+    pytest.importorskip("bs_roformer")
+    from talkgen.doctor.separation import checks as separator_checks
+    from talkgen.engines.native.weights.tiny_separator import write_tiny_separator
+    from talkgen.separation.config import SEPARATOR_FILE
+    from talkgen.settings import Settings
+
+    settings = Settings(models_dir=tmp_path, separation_model=None, work_dir=tmp_path / "work")
+    [missing] = separator_checks(settings)
+    assert missing.status == "warning" and SEPARATOR_FILE in missing.detail and "separate_vocals" in missing.fix
+    path = write_tiny_separator(tmp_path / SEPARATOR_FILE, seed=0)
+    [found] = separator_checks(settings)
+    assert found.status == "ok" and str(path) in found.detail
+    path.write_bytes(path.read_bytes()[:-100])
+    [broken] = separator_checks(settings)
+    assert broken.status == "error" and "truncated" in broken.detail and "delete it" in broken.fix

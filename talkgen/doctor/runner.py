@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from talkgen.doctor import comfyui, gpu, models, storage, system
+from talkgen.doctor import comfyui, gpu, models, separation, storage, system
 from talkgen.doctor.result import Check, Report, error, guarded
 
 
@@ -20,6 +20,7 @@ def diagnose(verify: bool = False, overrides: dict[str, object] | None = None) -
     checks += guarded("engine", lambda: system.engine(settings))
     checks += guarded("gpu", lambda: gpu.checks(settings))
     checks += guarded("models", lambda: models.checks(settings, verify))
+    checks += guarded("vocal separator", lambda: separation.checks(settings))
     checks += guarded("comfyui", lambda: comfyui.checks(settings))
     checks += guarded("storage", lambda: storage.checks(settings))
     return Report(checks)
