@@ -19,12 +19,16 @@ STAGE_WEIGHTS: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One progress report. ``fraction`` is within the stage; ``overall`` is for the whole job."""
+    """One progress report. ``fraction`` is within the stage; ``overall`` is for the whole job.
+
+    ``eta_s`` estimates the seconds left, from the measured window times once the first window finished
+    (None before that, and outside the generate stage)."""
 
     job_id: str
     stage: str
     fraction: float
     message: str = ""
+    eta_s: float | None = None
 
     @property
     def overall(self) -> float:
@@ -36,8 +40,13 @@ class ProgressEvent:
         return int(round(self.overall * 100))
 
     def to_dict(self) -> dict[str, object]:
-        return {"stage": self.stage, "fraction": round(self.fraction, 4), "percent": self.percent,
-                "message": self.message}
+        data: dict[str, object] = {"stage": self.stage, "fraction": round(self.fraction, 4),
+                                   "percent": self.percent, "message": self.message}
+        if self.eta_s is not None:
+            data["eta_s"] = round(self.eta_s, 1)
+        return data
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
+EventCallback = Callable[[dict[str, object]], None]
+"""Receives job events such as ``{"event": "segment", ...}`` (see `talkgen.streaming`)."""

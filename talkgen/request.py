@@ -95,6 +95,11 @@ class TalkRequest(BaseModel):
     output_url: str | None = Field(
         None, max_length=MAX_URL_CHARS, description="fsspec URL or prefix (ending in /) to write the mp4 to."
     )
+    stream: bool | None = Field(
+        None, description="Also write the video as a live HLS stream (a playlist and one MPEG-TS segment per "
+        "window) next to the mp4, playable while the job runs; default from the server (TALKGEN_STREAM, off). "
+        "Needs a destination: output_url or network_volume."
+    )
     engine: str | None = Field(None, max_length=100, description="Engine to run (default from TALKGEN_ENGINE).")
     job_id: str | None = Field(None, pattern=JOB_ID_PATTERN, description="Your id for the job (resume, names).")
 

@@ -30,6 +30,8 @@ class TalkResult:
     video_path: str | None = None
     presigned_url: str | None = None
     size_bytes: int = 0
+    playlist: str | None = None  # streaming: the HLS playlist (path, storage URL or presigned https URL)
+    segments: int | None = None  # streaming: how many segments the playlist lists
     audio_type: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

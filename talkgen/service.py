@@ -27,7 +27,7 @@ from talkgen.errors import (
 )
 from talkgen.job import Job
 from talkgen.plan import frame_count
-from talkgen.progress import ProgressCallback, ProgressEvent
+from talkgen.progress import EventCallback, ProgressCallback, ProgressEvent
 from talkgen.release import release_memory
 from talkgen.request import TalkRequest
 from talkgen.result import TalkResult
@@ -75,8 +75,14 @@ class TalkGen:
         job_id: str | None = None,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        on_event: EventCallback | None = None,
+        stream_dir: str | Path | None = None,
     ) -> TalkResult:
-        """Make the video. ``output`` (a trusted local path or URL) overrides where it is written."""
+        """Make the video. ``output`` (a trusted local path or URL) overrides where it is written.
+
+        Streaming (request ``stream``, setting ``TALKGEN_STREAM``, or a trusted ``stream_dir``) also writes a live
+        HLS playlist and one segment per window beside the video (``<name>.hls/``, or ``stream_dir``) and calls
+        ``on_event`` with ``{"event": "segment", ...}`` once per segment (see `talkgen.streaming`)."""
         from talkgen.outputs import planned_destination
 
         timings: dict[str, float] = {}
@@ -84,6 +90,12 @@ class TalkGen:
         job_id = req.job_id or job_id or uuid.uuid4().hex[:16]
         engine_name = req.engine or self.default_engine
         planned = planned_destination(req, self.settings, job_id, None if output is None else str(output))
+        folder, planned = self._stream_plan(req, planned, job_id, stream_dir)
+        store = None
+        if folder is not None:
+            from talkgen.streaming import Store
+
+            store = Store(folder, self.settings)
         cancel = cancel or threading.Event()
 
         def report(stage: str, fraction: float, message: str = "") -> None:
@@ -102,6 +114,12 @@ class TalkGen:
             with _timed(timings, "prepare"):
                 job = self._prepare(req, job_id, workdir, media, progress, cancel)
             job.deadline = deadline
+            job.on_event = on_event
+            if store is not None:
+                from talkgen.streaming import Segmenter
+
+                job.stream = Segmenter(job, store, on_event)
+                job.params["stream"] = "per window"
             report("prepare", 1.0, f"{job.frames} frames at {job.width}x{job.height}")
             video = self._in_turn(engine_name, job, timings, report)
             with _timed(timings, "output"):
@@ -122,7 +140,9 @@ class TalkGen:
             job_id=job_id, mode=job.mode.value, engine=engine_name, width=job.width, height=job.height,
             fps=job.fps, frames=job.frames, duration=job.audio.duration, seed=job.seed,
             size_bytes=sink_fields.pop("_size"), audio_type=req.resolved_audio_type, params=dict(job.params),
-            timings={k: round(v, 3) for k, v in timings.items()}, **sink_fields,
+            timings={k: round(v, 3) for k, v in timings.items()},
+            playlist=None if job.stream is None else job.stream.playlist_url,
+            segments=None if job.stream is None else len(job.stream.segments), **sink_fields,
         )
 
     def warm_up(self, engine: str | None = None) -> str:
@@ -159,6 +179,27 @@ class TalkGen:
         self._engines.clear()
 
     # ---- stages ----
+    def _stream_plan(self, req: TalkRequest, planned: str | None, job_id: str,
+                     stream_dir: str | Path | None) -> tuple[str | None, str | None]:
+        """(the stream folder or None, the video destination): segments go beside the video."""
+        from talkgen.outputs import _with_name
+        from talkgen.streaming import stream_folder
+
+        if stream_dir is not None:
+            return str(stream_dir), planned
+        if not (req.stream if req.stream is not None else self.settings.stream):
+            return None, planned
+        if planned is None and self.settings.output_url:
+            planned = _with_name(self.settings.output_url, job_id)
+        if planned is None:
+            if req.stream:
+                raise InvalidRequest(
+                    "`stream` needs a place to write the segments while the job runs, but the video would be "
+                    "returned inline: set `output_url` (a storage URL or prefix) or `network_volume: true`, or "
+                    "leave `stream` out.", field="stream")
+            return None, planned  # the server's default (TALKGEN_STREAM) and an inline result: no stream
+        return stream_folder(planned), planned
+
     def _fetch(self, req: TalkRequest, workdir: Path, cancel: threading.Event, deadline: float | None,
                report: Callable[..., None]) -> dict[str, Media]:
         from talkgen.sources import FetchContext, fetch_media
@@ -299,6 +340,10 @@ class TalkGen:
         path = job.workdir / "output.mp4"
         writer = VideoWriter(path, job.width, job.height, job.fps, soundtrack=job.audio.soundtrack)
         job.writer = writer
+        if job.stream is not None:
+            from talkgen.streaming import TeeWriter
+
+            job.writer = TeeWriter(writer, job.stream)  # type: ignore[assignment]
         try:
             engine.generate(job)
             job.check_cancelled()
@@ -307,15 +352,20 @@ class TalkGen:
                     f"Engine {engine.name!r} produced {writer.frames_written} frames, expected {job.frames}."
                 )
             writer.close()
+            if job.stream is not None:
+                job.stream.finish()
         except TalkgenError:
             writer.abort()
+            _abort_stream(job)
             raise
         except MemoryError as exc:
             writer.abort()
+            _abort_stream(job)
             engine.healthy = False
             raise OutOfMemory("The engine ran out of memory: use a smaller size or shorter audio.") from exc
         except Exception as exc:
             writer.abort()
+            _abort_stream(job)
             log.exception("engine %s failed on job %s", engine.name, job.id)
             raise EngineFailed(f"Engine {engine.name!r} failed: {type(exc).__name__}: {str(exc)[:300]}",
                                private=str(exc)) from exc
@@ -328,6 +378,11 @@ class TalkGen:
         destination = choose_destination(planned, size, self.settings, job_id)
         _, fields = deliver(video, destination, self.settings)
         return {**fields, "_size": size}
+
+
+def _abort_stream(job: Job) -> None:
+    if job.stream is not None:
+        job.stream.abort()
 
 
 def _after_delivery(job: Job) -> None:

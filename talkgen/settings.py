@@ -156,6 +156,9 @@ class Settings(BaseSettings):
     )
     volume_dir: Path = Field(RUNPOD_VOLUME, description="Where `network_volume: true` writes the video.")
     presign_expiry_s: int = Field(7 * 24 * 3600, gt=0, le=7 * 24 * 3600)
+    stream: bool = Field(
+        False, description="Stream every job as live HLS next to its video (a request's `stream` overrides it)."
+    )
 
     # jobs
     job_timeout_s: float | None = Field(

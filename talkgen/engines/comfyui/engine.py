@@ -165,6 +165,7 @@ class ComfyUIEngine:
                 raise EngineFailed(f"ComfyUI returned {len(frames)} frames for window {win.index + 1}, expected "
                                    f"{win.size}.", retryable=False)
             job.writer.write(frames[win.keep()])
+            job.window_done(win.index)
             previous = frames[-job.motion_frames:]
             job.report("generate", (win.index + 1) / len(wins), f"window {win.index + 1}/{len(wins)}")
         job.params.update({"steps": steps, "windows": len(wins), "flavour": "native",
@@ -203,15 +204,22 @@ class ComfyUIEngine:
                             on_step, prompts)
         path = self._download_video(outputs, job, "the job")
         written = 0
+        ends = [w.new_end for w in job.windows]  # a streaming job cuts its segments there (at the end)
         for batch in iter_frames(path, job.width, job.height):
-            take = batch[: job.frames - written]
-            if len(take):
+            batch = batch[: job.frames - written]
+            while len(batch):
+                boundary = next(e for e in ends if e > written)
+                take, batch = batch[: boundary - written], batch[boundary - written:]
                 job.writer.write(take)
                 written += len(take)
+                if written == boundary:
+                    job.window_done(ends.index(boundary))
         if written < job.frames:
             raise EngineFailed(f"ComfyUI returned {written} frames, expected {job.frames}.", retryable=False)
         job.params.update({"steps": steps, "flavour": "wrapper",
                            "comfyui_s": round(time.monotonic() - started, 3)})
+        if job.stream is not None:  # one prompt per job: nothing to show until ComfyUI has made all of it
+            job.params["stream"] = "at end"
 
     def _whole_graph(self, job: Job, workflow: Workflow, folder: str, steps: int) -> dict[str, Any]:
         req = job.request

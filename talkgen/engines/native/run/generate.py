@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 AREA_720P = 1280 * 720
-_NOT_IN_FRAMES = {"job_id", "output_url", "network_volume", "force_offload",
+_NOT_IN_FRAMES = {"job_id", "output_url", "network_volume", "force_offload", "stream",
                   *(name for role in ALL_ROLES for name in role.fields)}
 """Request fields that do not change the frames (the media count by their bytes, not their references)."""
 
@@ -150,6 +150,7 @@ class WindowLoop:
                     raise EngineFailed(f"The checkpoint of window {win.index} holds {len(frames)} frames, not "
                                        f"{win.new_frames}; it was removed: retry and the job starts over.")
                 job.writer.write(frames)
+                job.window_done(win.index, resumed=True)
             job.report("generate", start_window / len(wins), f"resumed after window {start_window}")
         if start_window < len(wins):
             self._generate(wins[start_window:], len(wins), generator, state, checkpoint if main_rank else None)
@@ -178,6 +179,7 @@ class WindowLoop:
 
         def write(window: int, frames: np.ndarray, tensors: dict[str, Any]) -> None:
             job.writer.write(frames)
+            job.window_done(window)  # a streaming job's segment is out before the checkpoint moves on
             if checkpoint is not None:
                 checkpoint.save(window, frames, tensors)
 
