@@ -94,7 +94,9 @@ class Client:
         return self.platform.cancel(job_id)
 
     def stream(self, job_id: str) -> Iterator[dict[str, Any]]:
-        """The job's streamed events, where the platform streams (RunPod's /stream)."""
+        """The job's streamed events, where the platform streams (RunPod's /stream): each HLS segment event
+        (``{"event": "segment", "window", "index", "url", "playlist", "frames", "seconds", ...}``) as the worker
+        writes it, then the response as the last item; a failed job raises its error."""
         if not isinstance(self.platform, Streaming):
             raise InvalidRequest(f"The {self.platform.name} does not stream job events: poll `status` instead.")
         return self.platform.stream(job_id)

@@ -4,7 +4,8 @@ RunPod's job API: ``POST /run`` → ``{"id", "status"}``; ``GET /status/{id}`` �
 "output"?, "error"?}``; ``GET /stream/{id}`` → ``{"status", "stream": [{"output"}, …]}``;
 ``POST /cancel/{id}``. A talkgen worker's progress arrives as the ``output`` of an IN_PROGRESS job; a
 talkgen error arrives as RunPod's ``error`` string, with ``error_code`` and ``retryable`` left in
-``output``.
+``output``. A streaming worker's (``TALKGEN_RUNPOD_STREAM``) output is the list of what it yielded, the
+response last: `status` and `wait` unwrap it; `stream` yields the segment events, then the response.
 
 The SDK's local server differs: ``/status`` and ``/stream`` take POST only (GET → 405), the job runs
 inside that first POST /status and is forgotten afterwards, a FAILED answer keeps only the message, and
@@ -91,11 +92,14 @@ class RunPodPlatform:
             return self._final[job_id]
         response = self._read("status", job_id)
         job = self._job(job_id, self._ok(response, f"read job {job_id}"))
+        self._remember(job)
+        return job
+
+    def _remember(self, job: JobStatus) -> None:
         if job.done:
             if len(self._final) >= _KEEP_FINAL:
                 self._final.pop(next(iter(self._final)))
-            self._final[job_id] = job
-        return job
+            self._final[job.id] = job
 
     def cancel(self, job_id: str) -> JobStatus:
         response = self.api.request("POST", f"/cancel/{quoted_id(job_id)}")
@@ -110,17 +114,36 @@ class RunPodPlatform:
     def stream(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Each chunk a streaming handler yields, as it arrives, until the job ends.
 
-        talkgen's handler does not stream (it reports progress on /status instead), so a talkgen worker
-        yields nothing here; the job's outcome is still checked at the end.
+        A streaming talkgen worker (``TALKGEN_RUNPOD_STREAM=true``) yields each segment event ``{"event":
+        "segment", "job_id", "window", "index", "url", "playlist", "frames", "seconds", "start"}``, then the
+        job's response as the last chunk (remembered, so `status`/`wait` answer it even where the server
+        forgets the job). When the last chunk is a talkgen error dict, or the job failed, its error is raised
+        instead. A plain worker streams nothing (poll its status); the SDK's local server refuses to stream it.
         """
+        held: Any = None  # a chunk that is not a segment event: the response, an error, if nothing follows it
         while True:
             body = self._ok(self._read("stream", job_id), f"stream job {job_id}")
             if body.get("status") == FAILED and "generator" in str(body.get("error", "")):
                 raise InvalidRequest(f"The {self.name} does not stream this job: {body['error']} Poll its "
-                                     "status instead (talkgen's handler reports progress there).")
+                                     "status instead (a talkgen worker streams with TALKGEN_RUNPOD_STREAM=true).")
             for chunk in body.get("stream") or []:
-                yield chunk.get("output") if isinstance(chunk, dict) else chunk
-            if body.get("status") == COMPLETED:  # a stream's end carries no response to check
+                item = chunk.get("output") if isinstance(chunk, dict) else chunk
+                if held is not None:
+                    yield held
+                    held = None
+                if isinstance(item, dict) and item.get("event") == "segment":
+                    yield item
+                else:
+                    held = item
+            if body.get("status") == COMPLETED:
+                if isinstance(held, dict) and (held.get("error_code") or any(held.get(k) for k in VIDEO_FIELDS)):
+                    job = _completed(job_id, held, self.name)
+                    self._remember(job)
+                    error = job.exception()
+                    if error is not None:
+                        raise error
+                if held is not None:
+                    yield held
                 return
             error = self._job(job_id, body).exception()
             if error is not None:
@@ -167,7 +190,10 @@ class RunPodPlatform:
 
 
 def _completed(job_id: str, output: Any, name: str) -> JobStatus:
-    """A COMPLETED answer: the response, or a failure when the output is an error or holds no video."""
+    """A COMPLETED answer: the response, or a failure when the output is an error or holds no video. A
+    streaming worker's output is the list of what it yielded: the response is its last item."""
+    if isinstance(output, list):
+        output = output[-1] if output else None
     if isinstance(output, dict) and any(output.get(k) for k in VIDEO_FIELDS):
         return JobStatus(job_id, COMPLETED, output=output)
     if isinstance(output, dict) and output.get("error_code"):

@@ -4,6 +4,21 @@ Accepts the seed template's ``input`` unchanged and returns its output shape (``
 ``video_url`` / ``video_path``) plus metadata, or ``{"error", "error_code", "retryable"}``. The
 `TalkGen` service, and with it the engine, lives for the whole worker process, so models stay warm.
 The SDK's own flags work as documented: ``--test_input '{"input": {...}}'``, ``--rp_serve_api``.
+
+Streaming (HLS segments while the job renders, request field ``stream``) works two ways:
+
+* Every worker: the segments are written next to the video as they are made, and the job's progress on
+  ``/status`` carries ``playlist`` and ``segments`` (how many so far) once the first one exists; the final
+  response gains ``playlist`` and ``segments``.
+* A streaming worker (``TALKGEN_RUNPOD_STREAM=true``; unset, it follows ``TALKGEN_STREAM``) runs
+  `stream_handler`, a generator started with ``return_aggregate_stream: True``: ``/stream/{id}`` gets each
+  segment event as it happens (`segment_event`), then the final response. RunPod's SDK makes a generator
+  handler's result the *list* of everything it yielded, for every request: ``/runsync`` and ``/status``
+  answer ``output: [event, …, response]`` (the last item is the response a plain worker returns; a request
+  without ``stream`` gives ``[response]``). That is why streaming is a worker setting and not only a request
+  field: the SDK picks generator semantics per handler, and a plain worker's response shape stays the seed's.
+  On RunPod a failed streaming job is FAILED with its message (the SDK keeps only the ``error`` string of a
+  yielded error; the SDK's local ``--rp_serve_api`` server lists the error dict as the output instead).
 """
 
 from __future__ import annotations
@@ -11,15 +26,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from talkgen.errors import InvalidRequest, TalkgenError, shown
+from talkgen.errors import InvalidConfig, InvalidRequest, TalkgenError, shown
 from talkgen.progress import ProgressEvent
 from talkgen.service import TalkGen
 from talkgen.shutdown import cancel_on_signals
@@ -27,6 +43,9 @@ from talkgen.sources.url import display_url
 
 log = logging.getLogger("talkgen.runpod")
 PROGRESS_MIN_INTERVAL_S = 2.0
+STREAM_ENV = "TALKGEN_RUNPOD_STREAM"
+SEGMENT_FIELDS = ("event", "job_id", "window", "index", "url", "playlist", "frames", "seconds", "start")
+"""What a segment event carries, in this order (the service's ``on_event`` dict; other keys are dropped)."""
 
 _service: TalkGen | None = None
 _service_lock = threading.Lock()
@@ -117,24 +136,42 @@ def _job_input(job: Any) -> dict[str, Any]:
 
 
 class _ProgressSender:
-    """Throttled `runpod.serverless.progress_update` calls: on stage change, else every 2 s."""
+    """Throttled `runpod.serverless.progress_update` calls: on stage change, else every 2 s; at once when a
+    segment is written. Once a job streams, every update also carries ``playlist`` and ``segments``."""
 
     def __init__(self, job: dict[str, Any]) -> None:
         self.job = job
         self.last_stage = ""
         self.last_time = 0.0
+        self.last: dict[str, Any] | None = None
+        self.stream: dict[str, Any] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
         now = time.monotonic()
         if event.stage == self.last_stage and now - self.last_time < PROGRESS_MIN_INTERVAL_S:
             return
         self.last_stage, self.last_time = event.stage, now
+        self.last = event.to_dict()
+        self._send()
+
+    def segment(self, event: dict[str, Any]) -> None:
+        self.stream = {"playlist": event.get("playlist"), "segments": int(event.get("index", 0)) + 1}
+        self._send()
+
+    def _send(self) -> None:
+        progress = {**(self.last or {"stage": "generate", "fraction": 0.0, "percent": 0, "message": ""}),
+                    **self.stream}
         try:
             import runpod
 
-            runpod.serverless.progress_update(self.job, event.to_dict())
+            runpod.serverless.progress_update(self.job, progress)
         except Exception:  # progress must never fail a job
             log.debug("progress_update failed", exc_info=True)
+
+
+def segment_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event a streaming worker yields for one segment: the service's event, its known fields only."""
+    return {key: event[key] for key in SEGMENT_FIELDS if key in event}
 
 
 def handler(job: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +180,51 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
     Error messages leave out this worker's directories (models, work, ComfyUI); the log keeps them, and
     an error's private detail, for the operator.
     """
+    return _run(job)
+
+
+def stream_handler(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The streaming worker's handler (a generator): each segment event as the job writes it, then exactly
+    what `handler` returns (the response or the error dict; never an exception)."""
+    for item in events_then_response(lambda on_event, cancel: _run(job, on_event, cancel)):
+        if "event" not in item and item.pop("refresh_worker", False):
+            _config["refresh_worker"] = True  # the SDK reads this key only from a plain handler's result
+        yield item
+
+
+def events_then_response(
+    run: Callable[[Callable[[dict[str, Any]], None], threading.Event], dict[str, Any]],
+) -> Iterator[dict[str, Any]]:
+    """Run ``run(on_event, cancel)`` (a job that returns a response dict and never raises) in a thread; yield
+    each event it reports, as `segment_event`, when it happens, then its response. If the reader stops early
+    (the generator is closed), the job is cancelled (it keeps its checkpoint) and waited for."""
+    events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    cancel = threading.Event()
+    outcome: dict[str, dict[str, Any]] = {}
+
+    def work() -> None:
+        try:
+            outcome["response"] = run(events.put, cancel)
+        except Exception as exc:  # ``run`` should not raise; if it does, the reader still gets an answer
+            log.exception("streaming job crashed")
+            outcome["response"] = _crashed(type(exc).__name__)
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=work, name="talkgen-stream-job", daemon=True)
+    thread.start()
+    try:
+        while (event := events.get()) is not None:
+            yield segment_event(event)
+        yield outcome.get("response") or _crashed("the job ended without a response")
+    finally:
+        if thread.is_alive():
+            cancel.set()
+            thread.join()
+
+
+def _run(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None] | None = None,
+         cancel: threading.Event | None = None) -> dict[str, Any]:
     raw_id = job.get("id") if isinstance(job, dict) else None
     job_id = raw_id[:80] if isinstance(raw_id, str) else shown(raw_id, 80)
     tg: TalkGen | None = None
@@ -151,7 +233,14 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         tg = service()
         cancel_on_signals(tg)  # SIGTERM cancels the job, then the SDK's own shutdown runs
         log.info("job %s: %s", job_id, _describe(inp))
-        result = tg.generate(inp, job_id=_job_id(job), progress=_ProgressSender(job))
+        progress = _ProgressSender(job)
+
+        def segment(event: dict[str, Any]) -> None:
+            progress.segment(event)
+            if on_event is not None:
+                on_event(event)
+
+        result = tg.generate(inp, job_id=_job_id(job), progress=progress, cancel=cancel, on_event=segment)
         log.info("job %s done: %s frames, timings %s", result.job_id, result.frames, result.timings)
         return result.to_response()
     except TalkgenError as exc:
@@ -160,11 +249,29 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
         out = _public(exc.to_dict(), tg)
     except Exception as exc:  # a bug: say so plainly, keep the traceback in the log
         log.exception("job %s crashed", job_id)
-        out = {"error": f"Internal error ({type(exc).__name__}) in the worker; its log has the details.",
-               "error_code": "internal_error", "retryable": True}
+        out = _crashed(type(exc).__name__)
     if tg is not None and not tg.healthy:
         out["refresh_worker"] = True
     return out
+
+
+def _crashed(what: str) -> dict[str, Any]:
+    return {"error": f"Internal error ({what}) in the worker; its log has the details.",
+            "error_code": "internal_error", "retryable": True}
+
+
+_config: dict[str, Any] = {"handler": handler}
+"""What `main` passes to ``runpod.serverless.start``; the SDK reads ``refresh_worker`` from it after each job."""
+
+
+def streams(tg: TalkGen | None) -> bool:
+    """Whether this worker runs the generator handler: TALKGEN_RUNPOD_STREAM, else the TALKGEN_STREAM default."""
+    raw = os.environ.get(STREAM_ENV, "").strip().lower()
+    if raw:
+        if raw not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            raise InvalidConfig(f"{STREAM_ENV} must be true or false, got {shown(raw, 40)}.", field=STREAM_ENV)
+        return raw in {"1", "true", "yes", "on"}
+    return bool(getattr(tg.settings, "stream", False)) if tg is not None else False
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -183,7 +290,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         tg = None
     if tg is not None and tg.settings.warmup:
         _warm_up(tg)
-    runpod.serverless.start({"handler": handler})
+    try:
+        streaming = streams(tg)
+    except InvalidConfig as exc:
+        log.error("worker misconfigured: %s", exc.message)
+        raise SystemExit(1) from None
+    if streaming:
+        log.info("streaming worker: segment events on /stream, outputs are lists ending with the response")
+        _config.update(handler=stream_handler, return_aggregate_stream=True)
+    runpod.serverless.start(_config)
 
 
 def _warm_up(tg: TalkGen) -> None:
