@@ -66,7 +66,9 @@ env = settings.container_env()  # every container re-imports this file: it must 
 
 # ---------------------------------------------------------------------------------------------------------
 # The GPU class: one TalkGen per container, built in @modal.enter (TALKGEN_WARMUP loads the engine there),
-# warm for every call until the container scales down.
+# warm for every call until the container scales down. `generate` returns the response; `generate_stream`
+# (a generator method: `TalkGenWorker().generate_stream.remote_gen(request)`) yields each HLS segment event of a
+# `stream: true` request as it is written, then the response.
 @app.cls(image=gpu_image, volumes={MODELS_DIR: weights.read_only(), OUTPUTS_DIR: outputs}, secrets=secrets,
          **settings.cls_options())
 class TalkGenWorker:
@@ -87,6 +89,17 @@ class TalkGenWorker:
         if not self.worker.healthy:  # e.g. a CUDA error: this container takes no more inputs, a fresh one starts
             modal.experimental.stop_fetching_inputs()
         return response
+
+    @modal.method()
+    def generate_stream(self, request: dict, output: str | None = None, job_id: str | None = None):  # type: ignore[no-untyped-def]
+        """`generate` as a generator (``.remote_gen(request)``): each HLS segment event ``{"event": "segment",
+        "job_id", "window", "index", "url", "playlist", "frames", "seconds", "start"}`` as the job writes it
+        (request ``stream: true``), then the response dict or the talkgen error dict."""
+        call_id = modal.current_function_call_id()
+        key = call_id if job_id is None or call_id is None else f"{call_id}:{job_id}"
+        yield from self.worker.generate_stream(request, output=output, job_id=job_id or call_id, call_id=key)
+        if not self.worker.healthy:
+            modal.experimental.stop_fetching_inputs()
 
     @modal.exit()
     def stop(self) -> None:

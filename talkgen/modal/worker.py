@@ -5,7 +5,10 @@ dict as every runtime and returns the RunPod runtime's response: the response fi
 (never an exception for a `TalkgenError`). The video always goes to storage, never through the call: the
 request's ``output_url`` / ``network_volume`` (the outputs Volume), else ``TALKGEN_OUTPUT_URL``, else the outputs
 Volume as ``/outputs/<job id>.mp4`` (TALKGEN_VOLUME_DIR, where ``network_volume: true`` writes too).
-Progress goes to a key-value store (a ``modal.Dict``) under the call id.
+Progress goes to a key-value store (a ``modal.Dict``) under the call id; once a streaming job (request
+``stream``) has written its first HLS segment, each record also carries ``playlist`` and ``segments`` (how many
+so far), so the job API shows the playlist while the job runs. `Worker.generate_stream` yields each segment
+event as it happens, then the response (the app's generator method ``generate_stream``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from talkgen.errors import TalkgenError
@@ -34,6 +37,8 @@ class ProgressWriter:
     def __init__(self, store: MutableMapping[str, Any], key: str) -> None:
         self.store, self.key = store, key
         self.last_stage, self.last_time = "", 0.0
+        self.last: dict[str, Any] = {"stage": "generate", "fraction": 0.0, "percent": 0, "message": ""}
+        self.stream: dict[str, Any] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
         now = time.monotonic()
@@ -42,9 +47,15 @@ class ProgressWriter:
         self.last_stage, self.last_time = event.stage, now
         self.write(event.to_dict())
 
+    def segment(self, event: dict[str, Any]) -> None:
+        """A segment was written: the record now names the playlist and the segment count (written at once)."""
+        self.stream = {"playlist": event.get("playlist"), "segments": int(event.get("index", 0)) + 1}
+        self.write(self.last)
+
     def write(self, value: dict[str, Any]) -> None:
+        self.last = value
         try:
-            self.store[self.key] = value
+            self.store[self.key] = {**value, **self.stream}
         except Exception:  # progress must never fail a job
             log.debug("progress write failed", exc_info=True)
 
@@ -91,14 +102,33 @@ class Worker:
         """False when an engine broke in a way only a new container fixes (the app then stops taking inputs)."""
         return self.service is None or self.service.healthy
 
+    def generate_stream(self, request: Any, *, output: str | None = None, job_id: str | None = None,
+                        call_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """`generate`, streamed: each segment event ``{"event": "segment", ...}`` as the job writes it, then the
+        response or the error dict (exactly what `generate` returns). Closing the generator early cancels the
+        job. A request without ``stream`` yields only the response."""
+        from talkgen.runtimes.runpod import events_then_response
+
+        yield from events_then_response(lambda on_event, cancel: self.generate(
+            request, output=output, job_id=job_id, call_id=call_id, cancel=cancel, on_event=on_event))
+
     def generate(self, request: Any, *, output: str | None = None, job_id: str | None = None,
-                 call_id: str | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+                 call_id: str | None = None, cancel: threading.Event | None = None,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """One request → the response dict or the error dict. ``output`` is the trusted caller's destination
-        (the batch entrypoint's); ``job_id`` defaults to the call id."""
+        (the batch entrypoint's); ``job_id`` defaults to the call id; ``on_event`` gets each segment event of a
+        streaming job."""
         from talkgen.runtimes.runpod import _public
 
         tg = self.service
         progress = None if self.progress_store is None or not call_id else ProgressWriter(self.progress_store, call_id)
+
+        def segment(event: dict[str, Any]) -> None:
+            if progress is not None:
+                progress.segment(event)
+            if on_event is not None:
+                on_event(event)
+
         try:
             inp = unwrap_input(request)
             if tg is None:
@@ -117,7 +147,7 @@ class Worker:
                                             progress, cancel)
             else:
                 response = tg.generate(inp, output=destination, job_id=job_id, progress=progress,
-                                       cancel=cancel).to_response()
+                                       cancel=cancel, on_event=segment).to_response()
             if is_error(response):  # rank 0's error (multi-GPU): redacted as any other
                 log.warning("call %s failed: %s: %s", call_id, response.get("error_code"), response.get("error"))
                 response = _public(dict(response), tg)
