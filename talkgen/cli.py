@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +102,75 @@ def _trusted_settings(request: dict[str, Any]):  # type: ignore[no-untyped-def]
 
 
 class _Progress:
-    """A one-line progress display on a terminal; silent otherwise."""
+    """A progress bar on a terminal (stage, window i/N, elapsed, ETA, the stream's playlist); silent otherwise.
+
+    The playlist path is printed (to stderr) at the first segment, terminal or not."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self.playlist: str | None = None
+        self._bar: Any = None
+        self._task: Any = None
+        self._lock = threading.Lock()
+
+    def _started(self) -> Any:
+        if self._bar is None:
+            try:
+                from rich.console import Console
+                from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+            except ImportError:  # without rich: the one-line display
+                self._bar = False
+                return None
+            self._bar = Progress(
+                TextColumn("{task.fields[stage]:<8}"), BarColumn(bar_width=30), TaskProgressColumn(),
+                TextColumn("{task.fields[window]}"), TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+                TextColumn("{task.fields[playlist]}", style="cyan"),
+                console=Console(stderr=True), transient=False, refresh_per_second=4)
+            self._task = self._bar.add_task("talkgen", total=100, stage="", window="", eta="", playlist="")
+            self._bar.start()
+        return self._bar or None
 
     def __call__(self, event) -> None:  # type: ignore[no-untyped-def]
-        if self.enabled:
-            bar = "#" * (event.percent // 4)
-            click.echo(f"\r[{bar:<25}] {event.percent:3d}% {event.stage}: {event.message[:50]:<50}", err=True,
-                       nl=False)
+        if not self.enabled:
+            return
+        with self._lock:
+            bar = self._started()
+            if bar is None:
+                line = "#" * (event.percent // 4)
+                click.echo(f"\r[{line:<25}] {event.percent:3d}% {event.stage}: {event.message[:50]:<50}", err=True,
+                           nl=False)
+                return
+            window = re.search(r"window (\d+/\d+)", event.message)
+            fields: dict[str, Any] = {"stage": event.stage, "eta": "" if event.eta_s is None else
+                                      f"ETA {_clock(event.eta_s)}"}
+            if window:
+                fields["window"] = f"window {window.group(1)}"
+            bar.update(self._task, completed=event.percent, **fields)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Job events (`TalkGen.generate`'s ``on_event``): the first segment makes the playlist known."""
+        if event.get("event") != "segment" or self.playlist is not None:
+            return
+        with self._lock:
+            self.playlist = str(event["playlist"])
+            if self._bar:
+                self._bar.update(self._task, playlist=self.playlist)
+                self._bar.console.print(f"streaming: {self.playlist}")
+            else:
+                click.echo(("\n" if self.enabled else "") + f"streaming: {self.playlist}", err=True)
 
     def done(self) -> None:
-        if self.enabled:
-            click.echo("", err=True)
+        with self._lock:
+            if self._bar:
+                self._bar.stop()
+            elif self.enabled:
+                click.echo("", err=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 @click.group()
@@ -150,8 +207,11 @@ def main() -> None:
 @click.option("--engine", help="Engine name (see `talkgen plugins`).")
 @click.option("--job-id")
 @click.option("-o", "--output", help="Where to write the mp4: a local path or a storage URL.")
+@click.option("--stream-dir", help="Also write a live HLS stream (playlist.m3u8 + one segment per window) into "
+              "this folder (or storage URL) while the job runs; its playlist path is printed at the first segment.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def generate(request_file: str | None, output: str | None, as_json: bool, **flags: Any) -> None:
+def generate(request_file: str | None, output: str | None, stream_dir: str | None, as_json: bool,
+             **flags: Any) -> None:
     """Generate a talking video."""
     with reported_errors(as_json):
         request = load_request(request_file)
@@ -179,12 +239,15 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
             output = str(Path.cwd() / f"talkgen-{req.job_id or 'output'}.mp4")
         if output is not None and "://" not in output:
             output = _local(output, "-o", "output")
+        if stream_dir is not None and "://" not in stream_dir:
+            stream_dir = _local(stream_dir, "--stream-dir", "stream")
         if _secondary_rank():  # torchrun: every rank renders, rank 0 alone delivers and reports
             return _run_secondary(service, req)
         progress = _Progress(sys.stderr.isatty() and not as_json)
         cancel_on_signals(service)  # SIGTERM: stop at the next step, clean up, keep the checkpoint
         try:
-            result = service.generate(req, output=output, progress=progress)
+            result = service.generate(req, output=output, progress=progress, on_event=progress.on_event,
+                                      stream_dir=stream_dir)
         finally:
             progress.done()
     response = result.to_response()
@@ -196,6 +259,8 @@ def generate(request_file: str | None, output: str | None, as_json: bool, **flag
         where = result.video_path or result.video_url or "inline"
         click.echo(f"wrote {where}: {result.frames} frames, {result.width}x{result.height}, "
                    f"{result.duration:.2f} s, seed {result.seed}")
+        if result.playlist:
+            click.echo(f"stream: {result.playlist} ({result.segments} segments)")
         click.echo("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items()))
 
 
@@ -246,7 +311,7 @@ def _run_secondary(service, req) -> None:  # type: ignore[no-untyped-def]
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="talkgen-rank-") as tmp:
-        service.generate(req.model_copy(update={"output_url": None, "network_volume": False}),
+        service.generate(req.model_copy(update={"output_url": None, "network_volume": False, "stream": False}),
                          output=str(Path(tmp) / "video.mp4"))
 
 

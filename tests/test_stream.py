@@ -30,8 +30,18 @@ class DecodedSegment:
     keyframes: int
     video_pts: list[float]  # seconds
     audio_samples: int
+    audio_rate: int
     audio_start: float | None
     audio_end: float | None
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.audio_samples / self.audio_rate if self.audio_rate else 0.0
+
+    @property
+    def aac_frame(self) -> float:
+        """One AAC frame (1024 samples), in seconds."""
+        return 1024 / self.audio_rate
 
 
 def decode_segment(data: bytes | Path) -> DecodedSegment:
@@ -47,16 +57,17 @@ def decode_segment(data: bytes | Path) -> DecodedSegment:
         for f in c.decode(vs):
             frames.append(f.to_ndarray(format="rgb24"))
             pts.append(float(f.pts * vs.time_base))
-    samples, a0, a1 = 0, None, None
+    samples, rate, a0, a1 = 0, 0, None, None
     with av.open(io.BytesIO(blob)) as c:
         if c.streams.audio:
             a = c.streams.audio[0]
+            rate = a.rate
             for f in c.decode(a):
                 start = float(f.pts * a.time_base)
                 a0 = start if a0 is None else a0
                 a1 = start + f.samples / f.sample_rate
                 samples += f.samples
-    return DecodedSegment(frames, first_key, keys, pts, samples, a0, a1)
+    return DecodedSegment(frames, first_key, keys, pts, samples, rate, a0, a1)
 
 
 def playlist_entries(text: str) -> list[tuple[float, str]]:
