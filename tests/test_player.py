@@ -296,3 +296,50 @@ def test_player_refuses_a_foreign_hls_script(site: tuple[str, Path], browser: Br
         assert time.monotonic() < deadline, state
         time.sleep(0.1)
     assert "own server" in state["error"] and state["engine"] is None
+
+
+def test_player_plays_a_talkgen_job_while_it_renders(site: tuple[str, Path], browser: Browser, service,  # type: ignore[no-untyped-def]
+                                                     media_dir: Path, tmp_path: Path, _fresh_plugins: None) -> None:
+    """The segments and playlist talkgen's own segmenter writes: the page plays the first window while the job
+    is held after it, then plays on to the end once the job finishes."""
+    from tests.support.media_factory import make_wav
+    from tests.test_runpod_stream import WINDOWED, use_windowed_bars
+
+    use_windowed_bars()
+    base, stream = site
+    make_wav(media_dir / "long.wav", seconds=7.0, freq=200.0)  # 3 windows: 3.24 s, 2.88 s, 0.88 s
+    first_segment, release = threading.Event(), threading.Event()
+    events: list[dict[str, Any]] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        events.append(event)
+        if len(events) == 1:
+            first_segment.set()
+            release.wait(120)
+
+    request = {"image_path": str(media_dir / "face.png"), "wav_path": str(media_dir / "long.wav"), "width": 128,
+               "height": 128, "engine": WINDOWED}
+    outcome: dict[str, Any] = {}
+    job = threading.Thread(target=lambda: outcome.update(result=service.generate(
+        request, output=str(tmp_path / "job.mp4"), stream_dir=stream, on_event=on_event)), daemon=True)
+    job.start()
+    try:
+        assert first_segment.wait(60), outcome
+        assert (stream / "playlist.m3u8").read_text().count("#EXTINF") == 1
+        browser.call("Page.navigate", url=f"{base}/player.html?src=job.hls/playlist.m3u8&hls=vendor/hls.min.js")
+        started = wait_for(browser, lambda s: s["readyState"] >= 3 and s["currentTime"] > 0.5, "play window 1")
+        assert started["engine"].startswith("hls.js") and not started["ended"]
+        shot = browser.call("Page.captureScreenshot", format="png")
+        path = tmp_path / "player-talkgen-job.png"
+        path.write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        release.set()
+        job.join(60)
+    assert outcome["result"].segments == 3 and [e["window"] for e in events] == [0, 1, 2]
+    done = wait_for(browser, lambda s: s["ended"] and s["currentTime"] > 3.6, "play into window 2", timeout=90)
+    assert done["segments"] >= 2
+    keep = os.environ.get("TALKGEN_TEST_ARTIFACTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        path = Path(shutil.copy(path, Path(keep) / path.name))
+    print(f"player screenshot (a talkgen job while it renders): {path}")
