@@ -265,3 +265,29 @@ def test_main_picks_the_handler(worker, monkeypatch):  # type: ignore[no-untyped
     monkeypatch.setenv("TALKGEN_RUNPOD_STREAM", "sometimes")
     with pytest.raises(SystemExit):
         worker.main([])
+
+
+def test_segments_on_s3_come_as_presigned_links(worker, media_dir: Path, progress, tmp_path: Path):  # type: ignore[no-untyped-def]
+    pytest.importorskip("s3fs")
+    import httpx
+
+    from tests.support.s3 import MotoS3
+
+    with MotoS3() as s3:
+        s3.filesystem().mkdir("rp-live")
+        worker._service.settings = worker._service.settings.model_copy(update={
+            "output_url": "s3://rp-live/jobs/", "storage_options": {"s3": s3.storage_options}})
+        request = {**stream_request(media_dir), "network_volume": False}
+        items = list(worker.stream_handler({"id": "rp-s3", "input": request}))
+        events, response = items[:-1], items[-1]
+        assert response["video_url"] == "s3://rp-live/jobs/rp-s3.mp4" and response["segments"] == WINDOWS
+        assert [e["index"] for e in events] == list(range(WINDOWS))
+        for event in events:  # each link works on its own, with no credentials: a player can fetch it
+            assert event["url"].startswith("http://127.0.0.1:") and "Signature=" in event["url"]
+            path = tmp_path / f"s{event['index']}.ts"
+            path.write_bytes(httpx.get(event["url"], trust_env=False).content)
+            assert decode(path).count == event["frames"]
+        playlist = httpx.get(response["playlist"], trust_env=False).text
+        assert playlist.rstrip().endswith("#EXT-X-ENDLIST")
+        assert [line for line in playlist.splitlines() if line.startswith("http")] and \
+            all("Signature=" in line for line in playlist.splitlines() if line.startswith("http"))
