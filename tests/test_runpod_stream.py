@@ -252,12 +252,23 @@ def test_main_picks_the_handler(worker, monkeypatch):  # type: ignore[no-untyped
     monkeypatch.setattr(runpod.serverless, "start", lambda config: started.append(dict(config)))
     monkeypatch.setattr(sys, "argv", ["worker"])
     monkeypatch.delenv("TALKGEN_RUNPOD_STREAM", raising=False)
+    monkeypatch.delenv("RUNPOD_REALTIME_PORT", raising=False)
+    monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", "http://127.0.0.1:9/job-take/$ID")  # RunPod's job loop
     worker.main([])
     assert started[-1] == {"handler": worker.handler}
     monkeypatch.setenv("TALKGEN_RUNPOD_STREAM", "true")
+    worker.main(["--test_input", "{}"])  # the SDK's local test mode calls the handler once: never a generator
+    assert started[-1] == {"handler": worker.handler}
     worker.main([])
     assert started[-1] == {"handler": worker.stream_handler, "return_aggregate_stream": True}
     monkeypatch.setattr(worker, "_config", {"handler": worker.handler})
+    worker.main(["--rp_serve_api"])
+    assert started[-1]["handler"] is worker.stream_handler
+    monkeypatch.setattr(worker, "_config", {"handler": worker.handler})
+    monkeypatch.setenv("RUNPOD_REALTIME_PORT", "8080")
+    worker.main([])
+    assert started[-1] == {"handler": worker.handler}
+    monkeypatch.delenv("RUNPOD_REALTIME_PORT")
     monkeypatch.delenv("TALKGEN_RUNPOD_STREAM")
     worker._service.settings = worker._service.settings.model_copy(update={"stream": True})  # TALKGEN_STREAM
     worker.main([])
@@ -291,3 +302,23 @@ def test_segments_on_s3_come_as_presigned_links(worker, media_dir: Path, progres
         assert playlist.rstrip().endswith("#EXT-X-ENDLIST")
         assert [line for line in playlist.splitlines() if line.startswith("http")] and \
             all("Signature=" in line for line in playlist.splitlines() if line.startswith("http"))
+
+
+def test_test_input_on_a_streaming_worker_runs_the_job(media_dir: Path, work_root: Path, tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from tests.conftest import subprocess_env
+
+    (tmp_path / "volume").mkdir()
+    env = subprocess_env(TALKGEN_ALLOWED_PATH_ROOTS=str(media_dir), TALKGEN_WORK_DIR=str(work_root),
+                         TALKGEN_VOLUME_DIR=str(tmp_path / "volume"), TALKGEN_RUNPOD_STREAM="true")
+    env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
+    job = {"input": stream_request(media_dir)}
+    ran = subprocess.run([sys.executable, "-c", "from tests.test_runpod_stream import serve; serve()",
+                          "--test_input", json.dumps(job)], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "generator object" not in ran.stdout + ran.stderr
+    assert "talkgen_local_test.hls/playlist.m3u8" in ran.stdout + ran.stderr
+    assert decode(tmp_path / "volume" / "talkgen_local_test.mp4").count == 175
+    assert_no_leftovers(work_root)

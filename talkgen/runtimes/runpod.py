@@ -19,6 +19,8 @@ Streaming (HLS segments while the job renders, request field ``stream``) works t
   field: the SDK picks generator semantics per handler, and a plain worker's response shape stays the seed's.
   On RunPod a failed streaming job is FAILED with its message (the SDK keeps only the ``error`` string of a
   yielded error; the SDK's local ``--rp_serve_api`` server lists the error dict as the output instead).
+  ``--test_input`` and RUNPOD_REALTIME_PORT run the plain handler even then: the SDK never iterates a
+  generator handler in those modes.
 """
 
 from __future__ import annotations
@@ -295,10 +297,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     except InvalidConfig as exc:
         log.error("worker misconfigured: %s", exc.message)
         raise SystemExit(1) from None
-    if streaming:
+    if streaming and not _sdk_iterates_generators(sys.argv[1:]):
+        log.info("streaming worker in the SDK's local test mode (--test_input) or realtime mode, which never "
+                 "iterate a generator handler: running the plain handler (segments are still written)")
+    elif streaming:
         log.info("streaming worker: segment events on /stream, outputs are lists ending with the response")
         _config.update(handler=stream_handler, return_aggregate_stream=True)
     runpod.serverless.start(_config)
+
+
+def _sdk_iterates_generators(args: Sequence[str]) -> bool:
+    """Whether the mode ``runpod.serverless.start`` picks runs a generator handler as one (runpod 1.12): the
+    job loop and the ``--rp_serve_api`` server do; ``--test_input`` / test_input.json (no RUNPOD_WEBHOOK_GET_JOB)
+    and RUNPOD_REALTIME_PORT call the handler once and would answer with a generator object."""
+    if "--rp_serve_api" in args:
+        return True
+    if os.environ.get("RUNPOD_REALTIME_PORT"):
+        return False
+    if any(arg == "--test_input" or arg.startswith("--test_input=") for arg in args):
+        return False
+    return bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
 
 
 def _warm_up(tg: TalkGen) -> None:
