@@ -257,11 +257,12 @@ def test_player_plays_a_growing_playlist(site: tuple[str, Path], browser: Browse
                                          engine: str) -> None:
     base, stream = site
     total = 3
+    url = f"{base}/player.html?src=job.hls/playlist.m3u8&hls=vendor/hls.min.js&engine={engine}"
+    browser.call("Page.navigate", url=url)  # opened before the job wrote anything: the page keeps asking
+    wait_for(browser, lambda s: "waiting for the playlist" in s.get("status", ""), "wait for the playlist")
     for i in range(total):
         write_segment(stream / f"segment-{i:05d}.ts", i)
     write_playlist(stream, 1, ended=False)  # a job that has rendered its first window so far
-    url = f"{base}/player.html?src=job.hls/playlist.m3u8&hls=vendor/hls.min.js&engine={engine}"
-    browser.call("Page.navigate", url=url)
 
     started = wait_for(browser, lambda s: s["readyState"] >= 3 and s["currentTime"] > 0.2, "start playing")
     assert started["engine"] == "native" or started["engine"].startswith("hls.js"), started
