@@ -157,3 +157,38 @@ def test_client_stream_raises_the_jobs_error(streaming_server: str, stream_media
         inline = client.submit({**stream_request(stream_media), "network_volume": False})
         with pytest.raises(InvalidRequest, match="output_url"):
             client.wait(inline, timeout=60, poll_s=0.1)
+
+
+def test_hosted_stream_arrives_in_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RunPod's hosted /stream answers what is new since the last read; the client yields it as it comes."""
+    from talkgen.client import runpod as rp
+    from talkgen.errors import GpuUnavailable
+    from tests.client.stub_server import StubServer
+
+    def event(i: int) -> dict[str, Any]:
+        return {"event": "segment", "job_id": "j1", "window": i, "index": i, "url": f"https://b/s{i}.ts?sig",
+                "playlist": "https://b/p.m3u8?sig", "frames": 72, "seconds": 2.88, "start": 2.88 * i}
+
+    response = {"video_url": "s3://b/j1.mp4", "job_id": "j1", "frames": 144, "playlist": "https://b/p.m3u8?sig",
+                "segments": 2}
+    with StubServer() as stub:
+        monkeypatch.setattr(rp, "RUNPOD_API", f"{stub.url}/v2")
+        monkeypatch.setenv("RUNPOD_API_KEY", "rp-secret")
+        stub.on("GET", "/v2/ep1/stream/j1", (200, {"status": "IN_QUEUE", "stream": []}),
+                (200, {"status": "IN_PROGRESS", "stream": [{"output": event(0)}]}),
+                (200, {"status": "COMPLETED", "stream": [{"output": event(1)}, {"output": response}]}))
+        stub.on("GET", "/v2/ep1/stream/j2", (200, {"status": "IN_PROGRESS", "stream": [{"output": event(0)}]}),
+                (200, {"status": "FAILED", "error": "no GPU", "output": {"error_code": "gpu_unavailable"}}))
+        with connect("runpod:ep1", backoff_s=0.01, poll_s=0.01) as client:
+            got = []
+            for item in client.stream("j1"):
+                got.append(item)
+                if len(got) == 1:  # the first event arrives while the job still runs
+                    assert len(stub.paths("GET")) == 2
+            assert got == [event(0), event(1), response]
+            assert client.status("j1").output == response  # remembered: no further request
+            assert len(stub.paths("GET")) == 3
+            seen = []
+            with pytest.raises(GpuUnavailable, match="no GPU"):
+                seen.extend(client.stream("j2"))
+            assert seen == [event(0)]
