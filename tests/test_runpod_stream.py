@@ -322,3 +322,38 @@ def test_test_input_on_a_streaming_worker_runs_the_job(media_dir: Path, work_roo
     assert "talkgen_local_test.hls/playlist.m3u8" in ran.stdout + ran.stderr
     assert decode(tmp_path / "volume" / "talkgen_local_test.mp4").count == 175
     assert_no_leftovers(work_root)
+
+
+
+def test_sigterm_cancels_a_streaming_job(worker, media_dir: Path, progress, work_root: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The platform stops the worker mid-job: the handler (installed by the generator in the SDK's thread, not
+    the job's) cancels the job, which answers ``cancelled`` as the last item."""
+    import os
+    import signal
+
+    import runpod
+
+    held, release = threading.Event(), threading.Event()
+
+    def update(job: dict[str, Any], value: dict[str, Any]) -> None:
+        if value.get("segments") == 2 and not held.is_set():  # event 1 is queued, the job holds in window 2
+            held.set()
+            assert release.wait(60)
+
+    runpod.serverless.progress_update = update
+    saved = signal.signal(signal.SIGTERM, lambda signum, frame: None)  # what runs after talkgen's handler
+    try:
+        items = worker.stream_handler({"id": "rp-term", "input": stream_request(media_dir)})
+        first = next(items)
+        assert held.wait(60)
+        assert getattr(signal.getsignal(signal.SIGTERM), "_talkgen_cancels_jobs", False)
+        os.kill(os.getpid(), signal.SIGTERM)
+        release.set()
+        rest = list(items)
+    finally:
+        release.set()
+        signal.signal(signal.SIGTERM, saved)
+    assert first["index"] == 0 and [e.get("event") for e in rest[:-1]] == ["segment"] * (len(rest) - 1)
+    assert rest[-1]["error_code"] == "cancelled" and rest[-1]["retryable"] is True
+    assert not (tmp_path / "volume" / "talkgen_rp-term.mp4").exists()
+    assert_no_leftovers(work_root)

@@ -25,6 +25,7 @@ Streaming (HLS segments while the job renders, request field ``stream``) works t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -188,6 +189,8 @@ def handler(job: dict[str, Any]) -> dict[str, Any]:
 def stream_handler(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The streaming worker's handler (a generator): each segment event as the job writes it, then exactly
     what `handler` returns (the response or the error dict; never an exception)."""
+    with contextlib.suppress(TalkgenError):  # a misconfigured worker: the job answers with the error
+        cancel_on_signals(service())  # here, in the SDK's (main) thread: the job's thread cannot install it
     for item in events_then_response(lambda on_event, cancel: _run(job, on_event, cancel)):
         if "event" not in item and item.pop("refresh_worker", False):
             _config["refresh_worker"] = True  # the SDK reads this key only from a plain handler's result
