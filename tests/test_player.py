@@ -223,6 +223,7 @@ class Browser:
 
 @pytest.fixture
 def browser(chromium: str, tmp_path: Path) -> Iterator[Browser]:
+    pytest.importorskip("websocket", reason="websocket-client (the comfyui extra) drives the browser")
     try:
         opened = Browser(chromium, tmp_path / "profile")
     except RuntimeError as exc:
