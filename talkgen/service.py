@@ -106,6 +106,7 @@ class TalkGen:
         report("validate", 1.0, "request is valid")
         workdir = make_workdir(self.settings.work_dir, job_id)
         token = object()
+        segmenter = None
         with self._engine_lock:
             self._active[token] = cancel
         try:
@@ -118,7 +119,7 @@ class TalkGen:
             if store is not None:
                 from talkgen.streaming import Segmenter
 
-                job.stream = Segmenter(job, store, on_event)
+                job.stream = segmenter = Segmenter(job, store, on_event)
                 job.params["stream"] = "per window"
             report("prepare", 1.0, f"{job.frames} frames at {job.width}x{job.height}")
             video = self._in_turn(engine_name, job, timings, report)
@@ -134,6 +135,8 @@ class TalkGen:
         finally:
             with self._engine_lock:
                 del self._active[token]
+            if segmenter is not None:
+                segmenter.abort()  # whatever happened: its soundtrack reader is closed before the work dir goes
             shutil.rmtree(workdir, ignore_errors=True)
             release_memory()  # a long-lived worker's RSS stays at one job's, not the sum of its history
         return TalkResult(

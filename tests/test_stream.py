@@ -267,3 +267,41 @@ def test_segments_on_s3_with_presigned_links(settings, media_dir):
         assert len(decode_segment(segment.content).frames) == result.frames
         assert s3.filesystem().info("videos/jobs/s3-stream.hls/playlist.m3u8")["ContentType"] == \
             "application/vnd.apple.mpegurl"
+
+
+def test_stream_on_the_network_volume(settings, media_dir, tmp_path):
+    from talkgen.service import TalkGen
+
+    (tmp_path / "volume").mkdir()
+    events: list[dict] = []
+    result = TalkGen(settings).generate({"image_path": str(media_dir / "face.png"),
+                                         "wav_path": str(media_dir / "speech.wav"), "network_volume": True,
+                                         "job_id": "vol", "stream": True}, on_event=events.append)
+    folder = tmp_path / "volume" / "talkgen_vol.hls"
+    assert result.video_path == str(tmp_path / "volume" / "talkgen_vol.mp4")
+    assert result.playlist == events[0]["playlist"] == str(folder / "playlist.m3u8")
+    assert events[0]["url"] == str(folder / "segment-00000.ts") and (folder / "stream.json").is_file()
+
+
+def test_eta_from_measured_windows(monkeypatch):
+    from talkgen import job as job_module
+
+    now = [100.0]
+    monkeypatch.setattr(job_module.time, "monotonic", lambda: now[0])
+    clock = job_module._WindowClock()
+    clock.begin()
+    assert clock.eta(4) is None  # nothing timed yet
+    now[0] = 110.0
+    clock.done(0)
+    assert clock.eta(4) == pytest.approx(30.0)  # 10 s a window, three to go
+    now[0] = 114.0
+    assert clock.eta(4) == pytest.approx(26.0)  # counting down within the window
+    now[0] = 130.0
+    clock.done(1)
+    assert clock.eta(4) == pytest.approx(30.0)  # (130 - 100) / 2 windows x 2 left
+    replay = job_module._WindowClock()  # replayed windows are not timed
+    replay.replayed(0)
+    replay.replayed(1)
+    now[0] = 150.0
+    replay.done(2)
+    assert replay.eta(4) == pytest.approx(20.0)
