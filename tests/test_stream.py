@@ -163,6 +163,12 @@ def test_segments_match_the_mp4_and_each_other(tmp_path):
     total = sum(s.audio_samples for s in segments) / 16000 - aac  # less the priming the mp4's edit list hides
     assert abs(total - video.audio_duration) <= aac
 
+    with av.open(str(folder / "playlist.m3u8"), format="hls") as player:  # FFmpeg's HLS player (ffplay's)
+        assert sum(1 for _ in player.decode(video=0)) == 230
+    with av.open(str(folder / "playlist.m3u8"), format="hls") as player:
+        played = sum(f.samples for f in player.decode(player.streams.audio[0])) / 16000
+    assert abs(played - aac - video.audio_duration) <= aac
+
 
 def test_resume_continues_the_playlist(tmp_path):
     """Stopped after window 2, then run again from the start with windows 0-1 replayed: same playlist, no
