@@ -18,7 +18,7 @@ from tests.conftest import subprocess_env
 from tests.k8s.conftest import SIZE, tiny_request
 from tests.support.video_check import decode
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1800)  # CPU renders in subprocesses: room for a loaded box
 
 
 def _upload_batch(fs: Any, url: str, lines: list[Any]) -> None:
@@ -115,11 +115,11 @@ def test_stopped_runner_resumes_from_its_checkpoint(runner_settings, runner_mode
     state = "batch-c/out/.checkpoints/long/state.json"
 
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 400
+    deadline = time.monotonic() + 900
     while time.monotonic() < deadline and proc.poll() is None and not _state(fs, state).get("windows_done"):
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=180)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 75, out[-3000:] + err[-3000:]
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["stopped"] and summary["succeeded"] == 1 and summary["exit_code"] == 75
@@ -130,7 +130,7 @@ def test_stopped_runner_resumes_from_its_checkpoint(runner_settings, runner_mode
     windows = _state(fs, state)["windows_done"]
     assert 1 <= windows < 3
 
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert (summary["skipped"], summary["succeeded"], summary["exit_code"]) == (1, 2, 0)
