@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,5 +49,21 @@ class ProgressEvent:
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class StageThrottle:
+    """Whether a runtime should pass a progress event on: always on a stage change, else at most every
+    ``interval_s`` (platforms rate-limit progress updates; a sampler reports every step)."""
+
+    def __init__(self, interval_s: float = 2.0) -> None:
+        self.interval_s = interval_s
+        self.last_stage, self.last_time = "", 0.0
+
+    def __call__(self, stage: str) -> bool:
+        now = time.monotonic()
+        if stage == self.last_stage and now - self.last_time < self.interval_s:
+            return False
+        self.last_stage, self.last_time = stage, now
+        return True
 EventCallback = Callable[[dict[str, object]], None]
 """Receives job events such as ``{"event": "segment", ...}`` (see `talkgen.streaming`)."""

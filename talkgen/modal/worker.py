@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from talkgen.errors import TalkgenError
 from talkgen.modal.settings import ModalSettings
 from talkgen.modal.shapes import internal_error, is_error, safe_id, unwrap_input
-from talkgen.progress import ProgressEvent
+from talkgen.progress import ProgressEvent, StageThrottle
 from talkgen.service import TalkGen
 
 log = logging.getLogger("talkgen.modal")
@@ -36,15 +35,13 @@ class ProgressWriter:
 
     def __init__(self, store: MutableMapping[str, Any], key: str) -> None:
         self.store, self.key = store, key
-        self.last_stage, self.last_time = "", 0.0
+        self.throttle = StageThrottle(PROGRESS_MIN_INTERVAL_S)
         self.last: dict[str, Any] = {"stage": "generate", "fraction": 0.0, "percent": 0, "message": ""}
         self.stream: dict[str, Any] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
-        now = time.monotonic()
-        if event.stage == self.last_stage and now - self.last_time < PROGRESS_MIN_INTERVAL_S:
+        if not self.throttle(event.stage):
             return
-        self.last_stage, self.last_time = event.stage, now
         self.write(event.to_dict())
 
     def segment(self, event: dict[str, Any]) -> None:

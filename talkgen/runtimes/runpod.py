@@ -33,13 +33,12 @@ import queue
 import re
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from talkgen.errors import InvalidConfig, InvalidRequest, TalkgenError, shown
-from talkgen.progress import ProgressEvent
+from talkgen.progress import ProgressEvent, StageThrottle
 from talkgen.service import TalkGen
 from talkgen.shutdown import cancel_on_signals
 from talkgen.sources.url import display_url
@@ -144,16 +143,13 @@ class _ProgressSender:
 
     def __init__(self, job: dict[str, Any]) -> None:
         self.job = job
-        self.last_stage = ""
-        self.last_time = 0.0
+        self.throttle = StageThrottle(PROGRESS_MIN_INTERVAL_S)
         self.last: dict[str, Any] | None = None
         self.stream: dict[str, Any] = {}
 
     def __call__(self, event: ProgressEvent) -> None:
-        now = time.monotonic()
-        if event.stage == self.last_stage and now - self.last_time < PROGRESS_MIN_INTERVAL_S:
+        if not self.throttle(event.stage):
             return
-        self.last_stage, self.last_time = event.stage, now
         self.last = event.to_dict()
         self._send()
 

@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from talkgen.client import connect
 from talkgen.client.command import cancel, status, submit
 from talkgen.errors import Cancelled, ForbiddenSource, InvalidConfig, InvalidRequest, OutputFailed, TalkgenError
-from tests.client.conftest import free_port, talk_request
+from tests.client.conftest import talk_request
 from tests.client.stub_server import StubServer
+from tests.support.runpod_local import free_port
 from tests.support.video_check import decode
 
 pytest.importorskip("fastapi")

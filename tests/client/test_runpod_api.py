@@ -163,7 +163,7 @@ def test_unknown_job_wrong_api_and_unreachable(stub: StubServer) -> None:
             client.status("html")
         with pytest.raises(OutputFailed, match="unknown job status 'SLEEPING'"):
             client.status("odd")
-    from tests.client.conftest import free_port
+    from tests.support.runpod_local import free_port
 
     delays: list[float] = []
     with connect(f"runpod:http://127.0.0.1:{free_port()}", retries=2, sleep=delays.append) as client, \

@@ -5,9 +5,7 @@ worker yielded (the response last), and the client streams, waits and saves thro
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +15,9 @@ import pytest
 
 from talkgen.client import connect
 from talkgen.errors import InvalidRequest, MissingMedia
-from tests.client.conftest import free_port
 from tests.conftest import subprocess_env
 from tests.support.media_factory import make_image, make_wav
+from tests.support.runpod_local import local_api_server
 from tests.support.video_check import decode
 from tests.test_runpod_stream import WINDOWED
 
@@ -47,37 +45,13 @@ def streaming_server(stream_media: Path, volume: Path, tmp_path_factory: pytest.
     loopback port; the windowed test engine (a segment per window) is registered first."""
     work = tmp_path_factory.mktemp("rp-stream-work")
     log = tmp_path_factory.mktemp("rp-stream-log") / "server.log"
-    port = free_port()
     env = subprocess_env(TALKGEN_ENGINE="test-bars", TALKGEN_ALLOWED_PATH_ROOTS=str(stream_media),
                          TALKGEN_WORK_DIR=str(work), TALKGEN_VOLUME_DIR=str(volume), TALKGEN_RUNPOD_STREAM="true",
                          UVICORN_LOG_LEVEL="warning")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", "from tests.test_runpod_stream import serve; serve()",
-                                 "--rp_serve_api", "--rp_api_port", str(port), "--rp_api_host", "127.0.0.1"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the local API server exited ({proc.returncode}): {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/openapi.json", trust_env=False, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the local API server did not start in 90 s: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
+    command = [sys.executable, "-c", "from tests.test_runpod_stream import serve; serve()"]
+    with local_api_server(command, env, log) as url:
         yield url
         assert "Traceback" not in log.read_text()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def stream_request(media: Path, **extra: Any) -> dict[str, Any]:
