@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import REPO
 
 pytest.importorskip("modal")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# No process-wide OMP_NUM_THREADS here: set at collection it reached every later test's subprocesses, which then
+# computed with another thread count than the pytest process and broke bit-equality checks (resume tests).
 APP_FILE = REPO / "deploy" / "modal_app.py"
 SIZE = 128
 
