@@ -165,6 +165,16 @@ def answer(response: httpx.Response, platform: str, doing: str, not_found: str) 
     raise OutputFailed(f"The {platform} could not {doing} (HTTP {response.status_code}): {snippet(response)}.")
 
 
+def submitted_id(body: dict[str, Any], response: httpx.Response, platform: str) -> str:
+    """The job id a platform's submit answer carries; `OutputFailed` when it carries none."""
+    from talkgen.errors import OutputFailed
+
+    job_id = body.get("id")
+    if not isinstance(job_id, str) or not job_id:
+        raise OutputFailed(f"The {platform} accepted the request but returned no job id: {snippet(response)}.")
+    return job_id
+
+
 def quoted_id(job_id: str) -> str:
     """A job id as one URL path segment."""
     if not isinstance(job_id, str) or not job_id.strip() or len(job_id) > 500:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from talkgen.client.http import HttpApi, answer, quoted_id, snippet
+from talkgen.client.http import HttpApi, answer, quoted_id, submitted_id
 from talkgen.client.status import COMPLETED, FAILED, STATUSES, TERMINAL, JobStatus, default_error, error_from_text
 from talkgen.errors import InvalidConfig, MediaTooLarge, OutputFailed, shown
 
@@ -48,11 +48,7 @@ class ModalPlatform:
         if response.status_code == 413:
             raise MediaTooLarge(f"The {self.name} refused the request as too large (HTTP 413): send media as URLs "
                                 "or storage paths, not base64.")
-        body = self._ok(response, "submit the request")
-        job_id = body.get("id")
-        if not isinstance(job_id, str) or not job_id:
-            raise OutputFailed(f"The {self.name} accepted the request but returned no job id: {snippet(response)}.")
-        return job_id
+        return submitted_id(self._ok(response, "submit the request"), response, self.name)
 
     def status(self, job_id: str) -> JobStatus:
         response = self.api.request("GET", f"/jobs/{quoted_id(job_id)}")
