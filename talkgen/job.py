@@ -77,14 +77,15 @@ class Job:
 
     def window_done(self, index: int, *, resumed: bool = False) -> None:
         """Engines call this right after window ``index``'s new frames went to ``writer`` (also for windows
-        replayed from a checkpoint: ``resumed=True``). Streaming jobs cut a segment here; live windows are
-        timed for the ETA."""
+        replayed from a checkpoint: ``resumed=True``). The writer closes the window's GOP, a streaming job stores
+        its packets as a segment; live windows are timed for the ETA."""
         if resumed:
             self._clock.replayed(index)
         else:
             self._clock.done(index)
-        if self.stream is not None:
-            self.stream.cut(index, resumed=resumed)
+        part = None if self.writer is None else self.writer.cut()
+        if self.stream is not None and part is not None:
+            self.stream.cut(index, part, resumed=resumed)
 
     def check_cancelled(self) -> None:
         """Raise if the job was cancelled or ran past its deadline; engines call this between windows."""

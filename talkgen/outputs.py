@@ -143,7 +143,7 @@ def _under(path: Path, roots: list[Path]) -> bool:
     return any(real == os.path.realpath(r) or real.startswith(os.path.realpath(r) + os.sep) for r in roots)
 
 
-def _with_name(destination: str, job_id: str) -> str:
+def with_name(destination: str, job_id: str) -> str:
     """A prefix (ending in /, or without .mp4) gets ``<job_id>.mp4`` appended."""
     if destination.lower().endswith(".mp4"):
         return destination
@@ -170,7 +170,7 @@ def planned_destination(request: TalkRequest, settings: Settings, job_id: str, o
             )
         return str(settings.volume_dir / f"talkgen_{job_id}.mp4")
     if request.output_url:
-        url = _with_name(request.output_url, job_id)
+        url = with_name(request.output_url, job_id)
         if _is_local(url):
             if not _under(_local_path(url), settings.output_roots):
                 raise ForbiddenSource(
@@ -275,7 +275,7 @@ def choose_destination(planned: str | None, video_size: int, settings: Settings,
     if video_size <= settings.inline_output_limit_bytes:
         return INLINE
     if settings.output_url:
-        return _with_name(settings.output_url, job_id)
+        return with_name(settings.output_url, job_id)
     raise OutputFailed(
         f"The video is {video_size / 1e6:.1f} MB, above the {settings.inline_output_limit_mb:g} MB inline limit "
         "(platforms reject larger results). Set TALKGEN_OUTPUT_URL to a storage prefix such as "

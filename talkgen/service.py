@@ -90,12 +90,10 @@ class TalkGen:
         job_id = req.job_id or job_id or uuid.uuid4().hex[:16]
         engine_name = req.engine or self.default_engine
         planned = planned_destination(req, self.settings, job_id, None if output is None else str(output))
-        folder, planned = self._stream_plan(req, planned, job_id, stream_dir)
-        store = None
-        if folder is not None:
-            from talkgen.streaming import Store
+        from talkgen.streaming import Store, stream_plan
 
-            store = Store(folder, self.settings)
+        folder, planned = stream_plan(req, self.settings, planned, job_id, stream_dir)
+        store = None if folder is None else Store(folder, self.settings)
         cancel = cancel or threading.Event()
 
         def report(stage: str, fraction: float, message: str = "") -> None:
@@ -106,7 +104,6 @@ class TalkGen:
         report("validate", 1.0, "request is valid")
         workdir = make_workdir(self.settings.work_dir, job_id)
         token = object()
-        segmenter = None
         with self._engine_lock:
             self._active[token] = cancel
         try:
@@ -119,7 +116,7 @@ class TalkGen:
             if store is not None:
                 from talkgen.streaming import Segmenter
 
-                job.stream = segmenter = Segmenter(job, store, on_event)
+                job.stream = Segmenter(job, store, on_event)
                 job.params["stream"] = "per window"
             report("prepare", 1.0, f"{job.frames} frames at {job.width}x{job.height}")
             video = self._in_turn(engine_name, job, timings, report)
@@ -135,8 +132,6 @@ class TalkGen:
         finally:
             with self._engine_lock:
                 del self._active[token]
-            if segmenter is not None:
-                segmenter.abort()  # whatever happened: its soundtrack reader is closed before the work dir goes
             shutil.rmtree(workdir, ignore_errors=True)
             release_memory()  # a long-lived worker's RSS stays at one job's, not the sum of its history
         return TalkResult(
@@ -182,27 +177,6 @@ class TalkGen:
         self._engines.clear()
 
     # ---- stages ----
-    def _stream_plan(self, req: TalkRequest, planned: str | None, job_id: str,
-                     stream_dir: str | Path | None) -> tuple[str | None, str | None]:
-        """(the stream folder or None, the video destination): segments go beside the video."""
-        from talkgen.outputs import _with_name
-        from talkgen.streaming import stream_folder
-
-        if stream_dir is not None:
-            return str(stream_dir), planned
-        if not (req.stream if req.stream is not None else self.settings.stream):
-            return None, planned
-        if planned is None and self.settings.output_url:
-            planned = _with_name(self.settings.output_url, job_id)
-        if planned is None:
-            if req.stream:
-                raise InvalidRequest(
-                    "`stream` needs a place to write the segments while the job runs, but the video would be "
-                    "returned inline: set `output_url` (a storage URL or prefix) or `network_volume: true`, or "
-                    "leave `stream` out.", field="stream")
-            return None, planned  # the server's default (TALKGEN_STREAM) and an inline result: no stream
-        return stream_folder(planned), planned
-
     def _fetch(self, req: TalkRequest, workdir: Path, cancel: threading.Event, deadline: float | None,
                report: Callable[..., None]) -> dict[str, Media]:
         from talkgen.sources import FetchContext, fetch_media
@@ -341,12 +315,9 @@ class TalkGen:
         from talkgen.media.writer import VideoWriter
 
         path = job.workdir / "output.mp4"
-        writer = VideoWriter(path, job.width, job.height, job.fps, soundtrack=job.audio.soundtrack)
+        writer = VideoWriter(path, job.width, job.height, job.fps, soundtrack=job.audio.soundtrack,
+                             total_frames=job.frames, keep_parts=job.stream is not None)
         job.writer = writer
-        if job.stream is not None:
-            from talkgen.streaming import TeeWriter
-
-            job.writer = TeeWriter(writer, job.stream)  # type: ignore[assignment]
         try:
             engine.generate(job)
             job.check_cancelled()
@@ -356,19 +327,16 @@ class TalkGen:
                 )
             writer.close()
             if job.stream is not None:
-                job.stream.finish()
+                job.stream.finish(writer.tail)
         except TalkgenError:
             writer.abort()
-            _abort_stream(job)
             raise
         except MemoryError as exc:
             writer.abort()
-            _abort_stream(job)
             engine.healthy = False
             raise OutOfMemory("The engine ran out of memory: use a smaller size or shorter audio.") from exc
         except Exception as exc:
             writer.abort()
-            _abort_stream(job)
             log.exception("engine %s failed on job %s", engine.name, job.id)
             raise EngineFailed(f"Engine {engine.name!r} failed: {type(exc).__name__}: {str(exc)[:300]}",
                                private=str(exc)) from exc
@@ -381,11 +349,6 @@ class TalkGen:
         destination = choose_destination(planned, size, self.settings, job_id)
         _, fields = deliver(video, destination, self.settings)
         return {**fields, "_size": size}
-
-
-def _abort_stream(job: Job) -> None:
-    if job.stream is not None:
-        job.stream.abort()
 
 
 def _after_delivery(job: Job) -> None:

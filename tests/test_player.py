@@ -244,10 +244,14 @@ PLAYER_STATE = """(() => { const v = document.getElementById('video'); const p =
 def wait_for(browser: Browser, check: Any, what: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        state = browser.evaluate(PLAYER_STATE)
-        assert not state["error"], f"{state} {browser.log[-5:]}"
-        if check(state):
-            return state
+        try:
+            state = browser.evaluate(PLAYER_STATE)
+        except RuntimeError as exc:  # asked while the page was being replaced (navigation): ask again
+            state = {"evaluate": str(exc)[:500]}
+        else:
+            assert not state["error"], f"{state} {browser.log[-5:]}"
+            if check(state):
+                return state
         assert time.monotonic() < deadline, f"{what}: still {state}; console {browser.log[-10:]}"
         time.sleep(0.2)
 

@@ -115,7 +115,7 @@ class Worker:
         """One request → the response dict or the error dict. ``output`` is the trusted caller's destination
         (the batch entrypoint's); ``job_id`` defaults to the call id; ``on_event`` gets each segment event of a
         streaming job."""
-        from talkgen.runtimes.runpod import _public
+        from talkgen.runtimes.redact import without_server_paths
 
         tg = self.service
         progress = None if self.progress_store is None or not call_id else ProgressWriter(self.progress_store, call_id)
@@ -147,13 +147,13 @@ class Worker:
                                        cancel=cancel, on_event=segment).to_response()
             if is_error(response):  # rank 0's error (multi-GPU): redacted as any other
                 log.warning("call %s failed: %s: %s", call_id, response.get("error_code"), response.get("error"))
-                response = _public(dict(response), tg)
+                response = without_server_paths(dict(response), tg)
             else:
                 log.info("job %s done: %s", response.get("job_id"), response.get("timings"))
         except TalkgenError as exc:
             detail = f" ({exc.private})" if exc.private else ""
             log.warning("call %s failed: %s: %s%s", call_id, exc.code, exc.message, detail)
-            response = _public(exc.to_dict(), tg)
+            response = without_server_paths(exc.to_dict(), tg)
         except Exception as exc:  # a bug: say so plainly, keep the traceback in the log
             log.exception("call %s crashed", call_id)
             response = internal_error(type(exc).__name__)

@@ -34,11 +34,11 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from talkgen.errors import InvalidConfig, InvalidRequest, TalkgenError, shown
 from talkgen.progress import ProgressEvent, StageThrottle
+from talkgen.runtimes.redact import without_server_paths
 from talkgen.service import TalkGen
 from talkgen.shutdown import cancel_on_signals
 from talkgen.sources.url import display_url
@@ -90,29 +90,6 @@ def _describe(inp: dict[str, Any]) -> str:
         else:
             parts.append(f"{name}={shown(value, 100)}")
     return ", ".join(parts)
-
-
-def _server_paths(tg: TalkGen) -> dict[str, str]:
-    """This worker's own directories, longest first, and the words that stand in for them in responses."""
-    settings = tg.settings
-    named = {"<models dir>": [settings.models_dir, settings.native_transformer],
-             "<work dir>": [settings.work_dir], "<ComfyUI dir>": [settings.comfyui_dir]}
-    paths: dict[str, str] = {}
-    for word, dirs in named.items():
-        for path in dirs:
-            if path is not None:
-                for form in {str(Path(path).expanduser()), os.path.realpath(Path(path).expanduser())}:
-                    if len(form) > 1:
-                        paths[form] = word
-    return dict(sorted(paths.items(), key=lambda item: -len(item[0])))
-
-
-def _public(out: dict[str, Any], tg: TalkGen | None) -> dict[str, Any]:
-    """An error response without this worker's directories (the log keeps them)."""
-    if tg is not None and isinstance(out.get("error"), str):
-        for path, word in _server_paths(tg).items():
-            out["error"] = out["error"].replace(path, word)
-    return out
 
 
 def _job_input(job: Any) -> dict[str, Any]:
@@ -247,7 +224,7 @@ def _run(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None] | None 
     except TalkgenError as exc:
         detail = f" ({exc.private})" if exc.private else ""
         log.warning("job %s failed: %s: %s%s", job_id, exc.code, exc.message, detail)
-        out = _public(exc.to_dict(), tg)
+        out = without_server_paths(exc.to_dict(), tg)
     except Exception as exc:  # a bug: say so plainly, keep the traceback in the log
         log.exception("job %s crashed", job_id)
         out = _crashed(type(exc).__name__)
