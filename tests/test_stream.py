@@ -324,3 +324,22 @@ def test_eta_from_measured_windows(monkeypatch):
     now[0] = 150.0
     replay.done(2)
     assert replay.eta(4) == pytest.approx(20.0)
+
+
+def test_the_mp4_is_the_same_with_or_without_a_stream(tmp_path):
+    """Streaming only copies the writer's packets: the mp4 bytes do not change. (128x128: below that, x264
+    itself is not bit-reproducible from run to run in one process, with or without talkgen's writer.)"""
+    from talkgen.media.writer import VideoWriter
+
+    track = make_wav(tmp_path / "track.wav", seconds=7.0, freq=300.0)
+    made = []
+    for keep in (False, True, False):
+        path = tmp_path / f"keep-{keep}-{len(made)}.mp4"
+        with VideoWriter(path, 128, 128, FPS, soundtrack=track, total_frames=160, keep_parts=keep) as writer:
+            parts = []
+            for win in windows(160, 81, 9):
+                writer.write(_frames(win.new_start, win.new_frames, size=128))
+                parts.append(writer.cut())
+        assert [len(p.video) > 0 for p in parts] == [keep] * len(parts)
+        made.append(path.read_bytes())
+    assert made[0] == made[1] == made[2]
