@@ -166,12 +166,12 @@ class Worker:
     def destination(self, tg: TalkGen, requested: object, job_id: str) -> str | None:
         """Where the video goes when the caller named no trusted output: the request's own choice (checked
         by the service as untrusted), else TALKGEN_OUTPUT_URL, else the outputs Volume. Never inline."""
-        from talkgen.outputs import _with_name
+        from talkgen.outputs import with_name
 
         if requested:
             return None
         if tg.settings.output_url:
-            return _with_name(tg.settings.output_url, job_id)
+            return with_name(tg.settings.output_url, job_id)
         return os.path.join(tg.settings.volume_dir, f"{job_id}.mp4")
 
     def _commit(self) -> None:
