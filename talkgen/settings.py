@@ -58,7 +58,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise InvalidConfig(f"Invalid TALKGEN_* configuration: {exc}".replace("\n", " ")) from None
 
 
-def _known_protocols(url: str) -> str:
+def known_protocols(url: str) -> str:
     """``url`` with each fsspec protocol in lower case; ValueError naming one fsspec does not know."""
     if "://" not in url:
         return url  # a local path
@@ -284,7 +284,7 @@ class Settings(BaseSettings):
     @classmethod
     def _storage_url(cls, value: str | None) -> str | None:
         """A storage URL whose protocols fsspec knows (lower-cased), or a local path."""
-        return None if value is None else _known_protocols(value.strip())
+        return None if value is None else known_protocols(value.strip())
 
     @field_validator("work_dir")
     @classmethod

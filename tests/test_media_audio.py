@@ -16,11 +16,11 @@ from talkgen.media.audio import (
     SAMPLE_RATE,
     SOUNDTRACK_RATE,
     TARGET_LUFS,
-    _reblock,
     decode_audio,
     iter_audio,
     loudness_gain,
     prepare_audio,
+    reblock,
 )
 from tests.support import media_factory as mf
 
@@ -85,7 +85,7 @@ def test_iter_audio_streams_fixed_blocks(tmp_path: Path) -> None:
 @given(st.lists(st.integers(0, 50), max_size=30), st.integers(1, 17))
 def test_reblock_preserves_samples(sizes: list[int], block: int) -> None:
     chunks = [np.arange(sum(sizes[:i]), sum(sizes[: i + 1]), dtype=np.float32) for i in range(len(sizes))]
-    out = list(_reblock(chunks, block))
+    out = list(reblock(chunks, block))
     assert all(len(b) == block for b in out[:-1])
     assert all(0 < len(b) <= block for b in out)
     joined = np.concatenate(out) if out else np.zeros(0, np.float32)

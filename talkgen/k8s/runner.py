@@ -252,13 +252,13 @@ def _read(requests: str, settings: Settings) -> list[BatchItem]:
 
 def _checked_output(output: str) -> str:
     """The output prefix: a local directory path or a URL whose protocol fsspec knows."""
-    from talkgen.settings import _known_protocols
+    from talkgen.settings import known_protocols
 
     if not output or "\x00" in output:
         raise InvalidConfig("--output must be a storage prefix such as s3://bucket/batch-1/ or a directory.",
                             field="output")
     try:
-        output = _known_protocols(output.strip())
+        output = known_protocols(output.strip())
     except ValueError as exc:
         raise InvalidConfig(f"--output {shown(output)}: {exc}.", field="output") from None
     if output.lower().endswith((".mp4", ".json", ".jsonl")):

@@ -16,11 +16,11 @@ from talkgen.errors import InternalError, InvalidRequest, MediaUnreadable
 from talkgen.media.audio_decode import (  # noqa: F401 - decoding is part of this module's API
     BLOCK,
     SAMPLE_RATE,
-    _reblock,
     decode_audio,
     iter_audio,
     iter_audio_capped,
     iter_audio_channels,
+    reblock,
 )
 from talkgen.media.loudness import LoudnessMeter
 from talkgen.media.probe import declared_audio_seconds, media_label
@@ -187,7 +187,7 @@ def _scaled(blocks: Iterable[np.ndarray], gain: float) -> Iterator[np.ndarray]:
 
 def _summed(a: Iterable[np.ndarray], b: Iterable[np.ndarray], block: int) -> Iterator[np.ndarray]:
     """Sample-wise sum of two streams (the shorter one continues as silence)."""
-    for x, y in itertools.zip_longest(_reblock(a, block), _reblock(b, block)):
+    for x, y in itertools.zip_longest(reblock(a, block), reblock(b, block)):
         if x is None:
             yield y
         elif y is None:

@@ -19,7 +19,7 @@ BLOCK = 1 << 16
 """Default samples per block when streaming audio."""
 
 
-def _reblock(chunks: Iterable[np.ndarray], block: int) -> Iterator[np.ndarray]:
+def reblock(chunks: Iterable[np.ndarray], block: int) -> Iterator[np.ndarray]:
     """Re-cut a stream of 1-D arrays into arrays of exactly ``block`` samples (the last may be shorter)."""
     pending: list[np.ndarray] = []
     size = 0
@@ -107,7 +107,7 @@ def iter_audio(
     path: Path, rate: int, block: int = BLOCK, *, field: str | None = None
 ) -> Iterator[np.ndarray]:
     """Stream any container's first audio stream as mono float32 blocks of ``block`` samples at ``rate``."""
-    yield from _reblock(_audio_blocks(path, rate, field, None), block)
+    yield from reblock(_audio_blocks(path, rate, field, None), block)
 
 
 def iter_audio_channels(path: Path, rate: int, channels: int, max_seconds: float | None = None, *,
