@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from talkgen.errors import Cancelled, EngineFailed
-from talkgen.modal.rank import PROGRESS_MARK
+from talkgen.modal.rank import EVENT_MARK, PROGRESS_MARK
 from talkgen.progress import ProgressEvent
 
 
@@ -29,9 +29,11 @@ def torchrun_command(gpus: int, job_file: str) -> list[str]:
 
 def generate_on_gpus(request: dict[str, Any], output: str | None, job_id: str, gpus: int,
                      progress: Callable[[ProgressEvent], None] | None = None,
-                     cancel: threading.Event | None = None) -> dict[str, Any]:
-    """Run one request over ``gpus`` ranks; returns rank 0's response or error dict. ``cancel`` stops the
-    ranks (SIGTERM: they keep their checkpoint)."""
+                     cancel: threading.Event | None = None,
+                     on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run one request over ``gpus`` ranks; returns rank 0's response or error dict. Rank 0's progress and
+    segment events are relayed to ``progress`` and ``on_event``. ``cancel`` stops the ranks (SIGTERM: they
+    keep their checkpoint)."""
     with tempfile.TemporaryDirectory(prefix="talkgen-cp-") as tmp:
         job_file, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_file.write_text(json.dumps({"request": request, "output": output, "job_id": job_id,
@@ -44,7 +46,7 @@ def generate_on_gpus(request: dict[str, Any], output: str | None, job_id: str, g
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
-                _relay(line, job_id, progress)
+                _relay(line, job_id, progress, on_event)
             code = proc.wait()
         finally:
             if proc.poll() is None:  # the call itself was cancelled (Modal raises InputCancellation here)
@@ -57,17 +59,24 @@ def generate_on_gpus(request: dict[str, Any], output: str | None, job_id: str, g
                            "the container log has their output.")
 
 
-def _relay(line: str, job_id: str, progress: Callable[[ProgressEvent], None] | None) -> None:
-    _, mark, data = line.partition(PROGRESS_MARK)
-    if not mark:
-        sys.stdout.write(line)
-        return
-    if progress is not None:
-        try:
-            event = json.loads(data)
-            progress(ProgressEvent(job_id, event["stage"], event["fraction"], event.get("message", "")))
-        except (ValueError, KeyError, TypeError):
-            pass
+def _relay(line: str, job_id: str, progress: Callable[[ProgressEvent], None] | None,
+           on_event: Callable[[dict[str, Any]], None] | None) -> None:
+    """Pass rank 0's marked lines on (a malformed one is dropped: progress never fails a job); print the rest."""
+    _, is_progress, data = line.partition(PROGRESS_MARK)
+    if not is_progress:
+        _, is_event, data = line.partition(EVENT_MARK)
+        if not is_event:
+            sys.stdout.write(line)
+            return
+    try:
+        event = json.loads(data)
+        if is_progress and progress is not None:
+            progress(ProgressEvent(job_id, event["stage"], event["fraction"], event.get("message", ""),
+                                   eta_s=event.get("eta_s")))
+        elif not is_progress and on_event is not None:
+            on_event(event)
+    except (ValueError, KeyError, TypeError):
+        pass
 
 
 def _stop_on(cancel: threading.Event, proc: subprocess.Popen[str]) -> None:

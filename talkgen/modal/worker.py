@@ -141,7 +141,7 @@ class Worker:
                 from talkgen.modal.multi_gpu import generate_on_gpus
 
                 response = generate_on_gpus(inp, destination, req.job_id or job_id, self.settings.gpu_count,
-                                            progress, cancel)
+                                            progress, cancel, on_event=segment)
             else:
                 response = tg.generate(inp, output=destination, job_id=job_id, progress=progress,
                                        cancel=cancel, on_event=segment).to_response()

@@ -54,6 +54,16 @@ def test_two_ranks_make_one_video(monkeypatch: pytest.MonkeyPatch, tiny_models: 
     assert {"fetch", "load", "generate", "output"} <= set(store.stages)  # rank 0's progress, relayed
     assert sorted(p.name for p in volume.iterdir()) == ["fc-cp.mp4"]  # rank 1's copy went to a temp dir
 
+    events: list[dict] = []  # a streaming job: rank 0's segment events reach the caller and the progress
+    streamed = worker.generate(tiny_request(modal_media, stream=True), call_id="fc-live", on_event=events.append)
+    assert "error" not in streamed, streamed
+    playlist = volume / "fc-live.hls" / "playlist.m3u8"
+    assert streamed["playlist"] == str(playlist) and streamed["segments"] == 1
+    assert [(e["event"], e["index"], e["frames"], e["playlist"]) for e in events] == [
+        ("segment", 0, 40, str(playlist))]
+    assert playlist.read_text().endswith("#EXT-X-ENDLIST\n")
+    assert store["fc-live"]["playlist"] == str(playlist) and store["fc-live"]["segments"] == 1
+
     bad = worker.generate({"image_path": str(modal_media / "face.png")}, call_id="fc-bad")  # refused before torchrun
     assert bad["error_code"] == "missing_media"
     worker.stop()
