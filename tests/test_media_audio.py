@@ -12,16 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from talkgen.errors import InvalidRequest, MediaUnreadable, UnsupportedMedia
-from talkgen.media.audio import (
-    SAMPLE_RATE,
-    SOUNDTRACK_RATE,
-    TARGET_LUFS,
-    decode_audio,
-    iter_audio,
-    loudness_gain,
-    prepare_audio,
-    reblock,
-)
+from talkgen.media.audio import SOUNDTRACK_RATE, TARGET_LUFS, loudness_gain, prepare_audio
+from talkgen.media.audio_decode import SAMPLE_RATE, decode_audio, iter_audio, reblock
 from tests.support import media_factory as mf
 
 

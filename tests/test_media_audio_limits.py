@@ -137,7 +137,7 @@ def speech_like(seconds: float, rate: int, seed: int) -> np.ndarray:
 def test_the_streaming_meter_equals_pyloudnorm(rate, block):
     samples = [speech_like(6.37, rate, seed) for seed in range(3)] + [mf.tone(0.45, rate)]
     if rate == 16000:
-        from talkgen.media.audio import decode_audio
+        from talkgen.media.audio_decode import decode_audio
 
         samples.append(decode_audio(Path(__file__).resolve().parents[1] / "examples" / "speech.wav"))
     for signal in samples:

@@ -127,7 +127,7 @@ def test_job_deadline_covers_a_slow_download(service, media_dir: Path, work_root
 
 
 def test_long_audio_is_not_decoded_past_the_cap(service, media_dir: Path, work_root: Path) -> None:
-    from talkgen.media.audio import decode_audio
+    from talkgen.media.audio_decode import decode_audio
     from tests.support.media_factory import make_wav
 
     long = make_wav(media_dir / "long.wav", seconds=30.0)

@@ -53,7 +53,7 @@ def synthetic_speech(seconds: float, rate: int = RATE, f0: float = 140.0, seed: 
 
 
 def espeak_speech(tmp: Path, text: str = "The quick brown fox jumps over the lazy dog, twice.") -> np.ndarray:
-    from talkgen.media.audio import decode_audio
+    from talkgen.media.audio_decode import decode_audio
 
     path = tmp / "espeak.wav"
     subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), text], check=True, capture_output=True, timeout=60)
@@ -110,7 +110,8 @@ def _prepare(mix: Path, out: Path, separate):  # type: ignore[no-untyped-def]
 
 
 def test_tracks_come_from_the_separator_and_the_soundtrack_is_the_original(mix, settings, tmp_path):
-    from talkgen.media.audio import SOUNDTRACK_RATE, decode_audio
+    from talkgen.media.audio import SOUNDTRACK_RATE
+    from talkgen.media.audio_decode import decode_audio
     from talkgen.separation import speech_separator
 
     fractions: list[float] = []

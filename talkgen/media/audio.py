@@ -13,15 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from talkgen.errors import InternalError, InvalidRequest, MediaUnreadable
-from talkgen.media.audio_decode import (  # noqa: F401 - decoding is part of this module's API
-    BLOCK,
-    SAMPLE_RATE,
-    decode_audio,
-    iter_audio,
-    iter_audio_capped,
-    iter_audio_channels,
-    reblock,
-)
+from talkgen.media.audio_decode import BLOCK, SAMPLE_RATE, iter_audio, iter_audio_capped, reblock
 from talkgen.media.loudness import LoudnessMeter
 from talkgen.media.probe import declared_audio_seconds, media_label
 

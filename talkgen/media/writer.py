@@ -148,11 +148,6 @@ class VideoWriter:
         return self._audio_sent
 
     @property
-    def audio_rate(self) -> int:
-        """The soundtrack's sample rate (0 without one)."""
-        return self._audio_rate
-
-    @property
     def audio_extradata(self) -> bytes | None:
         """The AAC decoder configuration (what a muxer of the kept audio packets needs)."""
         return None if self._audio is None else self._audio.codec_context.extradata

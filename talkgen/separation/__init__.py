@@ -45,7 +45,7 @@ def separate_file(separator: Separator, source: Path, out: Path, *, rate: int, m
     Returns the number of samples written."""
     import av
 
-    from talkgen.media.audio import iter_audio_channels
+    from talkgen.media.audio_decode import iter_audio_channels
 
     cfg = separator.config
     blocks = iter_audio_channels(source, cfg.sample_rate, cfg.channels, max_seconds, field=field)
@@ -78,7 +78,7 @@ def speech_separator(settings: Settings, *, progress: Callable[[float], None] | 
     ``progress(fraction)`` follows the chunks of all ``speakers``; a set ``cancel`` stops between chunks.
     """
     from talkgen.errors import Cancelled
-    from talkgen.media.audio import SAMPLE_RATE
+    from talkgen.media.audio_decode import SAMPLE_RATE
     from talkgen.media.probe import declared_audio_seconds
 
     def separate(index: int, source: Path, field: str | None, max_seconds: float | None, out: Path) -> None:
